@@ -1,0 +1,80 @@
+"""Friendly error pages: one template, a status code, and a message a visitor understands.
+
+Views and middleware call `error_response`; Django's own handlers (400/403/404/500) are routed here
+from portraitsite.urls, so an unexpected error looks like every other page of the site.
+"""
+
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.utils.translation import gettext_lazy as _
+
+# reason → (title, message). Messages say what happened and what to do next.
+MESSAGES = {
+    "bad_request": (_("Something was wrong with that request"), _("Please go back and try again.")),
+    "cross_site": (
+        _("Request refused"),
+        _("This form can only be sent from this website itself. Please open the site and try again."),
+    ),
+    "not_found": (
+        _("Nothing here"),
+        _("This page does not exist. If it was a photo, it has expired or was deleted: photos are kept "
+          "for a short time only. You can upload it again."),
+    ),
+    "forbidden": (_("Not allowed"), _("You are not allowed to do that.")),
+    "too_large": (
+        _("That file is too large"),
+        _("Please choose a photo of at most %(limit)s."),
+    ),
+    "rate_limited": (
+        _("Slow down a little"),
+        _("Too many requests from your connection. Please wait %(seconds)s seconds and try again."),
+    ),
+    "busy": (
+        _("We are busy right now"),
+        _("Too many photos are being processed at the moment. Please try again in %(seconds)s seconds."),
+    ),
+    "server_error": (
+        _("Something went wrong on our side"),
+        _("Sorry — the error has been noted. Please try again in a moment."),
+    ),
+    "invalid_image": (_("We could not use that file"), "%(detail)s"),
+}
+
+
+def error_response(
+    request: HttpRequest,
+    status: int,
+    reason: str,
+    *,
+    retry_after: int | None = None,
+    detail: str = "",
+    limit: str = "",
+) -> HttpResponse:
+    title, message = MESSAGES[reason]
+    message = str(message) % {"seconds": retry_after or 0, "detail": detail, "limit": limit}
+    html = render_to_string(
+        "errors/error.html",
+        {"status": status, "title": title, "message": message, "reason": reason},
+        request=request,
+    )
+    response = HttpResponse(html, status=status)
+    response["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(request, 400, "bad_request")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(request, 403, "forbidden")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(request, 404, "not_found")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(request, 500, "server_error")

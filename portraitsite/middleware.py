@@ -1,0 +1,130 @@
+"""Middleware that keeps the promises made to visitors: no cookies, no cross-site posts, strict headers.
+
+Django's admin needs session, auth and message middleware. Each is installed here as a subclass
+that acts only under ADMIN_URL, so nothing session-shaped ever runs for a visitor, and the admin's
+system checks (which look for these classes or subclasses) stay satisfied.
+"""
+
+import logging
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+
+from portraitsite.errors import error_response
+
+logger = logging.getLogger(__name__)
+
+
+def is_admin_path(path: str) -> bool:
+    return path.startswith("/" + settings.ADMIN_URL)
+
+
+class AdminSessionMiddleware(SessionMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if is_admin_path(request.path):
+            super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if hasattr(request, "session"):
+            return super().process_response(request, response)
+        return response
+
+
+class AdminAuthenticationMiddleware(AuthenticationMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if is_admin_path(request.path):
+            super().process_request(request)
+
+
+class AdminMessageMiddleware(MessageMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        if is_admin_path(request.path):
+            super().process_request(request)
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if hasattr(request, "_messages"):
+            return super().process_response(request, response)
+        return response
+
+
+class CookieLeak(ImproperlyConfigured):
+    """A public response tried to set a cookie: a bug, loud in development and tests."""
+
+
+class NoVisitorCookiesMiddleware:
+    """Removes every cookie from responses outside the admin, and reports who tried to set one.
+
+    Sits near the top of the stack so it sees the response after every other middleware.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.cookies and not is_admin_path(request.path):
+            names = sorted(response.cookies.keys())
+            response.cookies.clear()
+            logger.error("Removed cookies %s from a public response (%s view).", names, _view_name(request))
+            if settings.DEBUG or getattr(settings, "TESTING", False):
+                raise CookieLeak(f"A public response tried to set cookies {names}.")
+        return response
+
+
+def _view_name(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.view_name if match else "unresolved"
+
+
+class RefuseCrossSitePostsMiddleware:
+    """Public POSTs carry no CSRF token (there is no cookie to hold one and no ambient credential
+    to abuse), so requests that the browser marks as cross-site are refused outright. Clients that
+    send neither header (curl, old browsers) are let through: they cannot be a victim's browser
+    being steered by another site.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and not is_admin_path(request.path) and self._cross_site(request):
+            return error_response(request, 403, "cross_site")
+        return self.get_response(request)
+
+    @staticmethod
+    def _cross_site(request: HttpRequest) -> bool:
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None:
+            return fetch_site not in ("same-origin", "none")
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return False
+        if origin == "null":
+            return True
+        return urlsplit(origin).netloc != request.get_host()
+
+
+class HeadersMiddleware:
+    """Headers Django has no setting for: cross-origin resource policy and permissions policy."""
+
+    PERMISSIONS_POLICY = ", ".join(
+        f"{feature}=()"
+        for feature in (
+            "accelerometer", "autoplay", "camera", "display-capture", "geolocation", "gyroscope",
+            "magnetometer", "microphone", "midi", "payment", "usb",
+        )
+    )
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", self.PERMISSIONS_POLICY)
+        return response

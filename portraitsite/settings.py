@@ -1,0 +1,267 @@
+"""Settings for portraitsite, read from the environment (see .env.example for every variable).
+
+With nothing set the site runs in development mode only if DEBUG=true is set (bin/start does
+that): SQLite, the local-memory job store and the embedded engines, no keys needed. With DEBUG off
+every secret must be given, and malformed values stop start-up with a message naming the variable.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+
+def _setting(reader, name: str, **kwargs):
+    """Read one variable; a malformed value stops start-up with the variable's name."""
+    try:
+        return reader(name, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name} is malformed: {exc}") from exc
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _setting(env.str, name, default=default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+    return value
+
+
+def _positive(name: str, default: int, minimum: int = 1) -> int:
+    value = _setting(env.int, name, default=default)
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}; got {value}.")
+    return value
+
+
+DEBUG = _setting(env.bool, "DEBUG", default=False)
+
+
+def _secret(name: str, dev_default: str) -> str:
+    value = _setting(env.str, name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return dev_default
+    raise ImproperlyConfigured(
+        f"{name} is not set. Production mode (DEBUG off) needs it; generate one with "
+        f"`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
+
+
+SECRET_KEY = _secret("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production")
+# Unlock codes are stored as HMAC digests under this key. When unset it is derived from
+# SECRET_KEY (see unlock.codes); set it separately to rotate SECRET_KEY without voiding codes.
+UNLOCK_CODE_KEY = _setting(env.str, "UNLOCK_CODE_KEY", default="")
+
+ALLOWED_HOSTS = _setting(
+    env.list, "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
+)
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS is not set. Production mode (DEBUG off) needs it.")
+
+# Admin under a path of the operator's choosing; everything session-shaped lives only there.
+ADMIN_URL = _setting(env.str, "ADMIN_URL", default="admin/").strip("/") + "/"
+OPERATOR_NAME = _setting(env.str, "OPERATOR_NAME", default="portraitsite")
+CONTACT_EMAIL = _setting(env.str, "CONTACT_EMAIL", default="privacy@example.com")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "portraitsite",
+    "segmentation",
+    "unlock",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "portraitsite.middleware.NoVisitorCookiesMiddleware",
+    "portraitsite.middleware.HeadersMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portraitsite.middleware.RefuseCrossSitePostsMiddleware",
+    # Session, auth and messages run only under ADMIN_URL: visitors never meet them.
+    "portraitsite.middleware.AdminSessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "portraitsite.middleware.AdminAuthenticationMiddleware",
+    "portraitsite.middleware.AdminMessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portraitsite.urls"
+WSGI_APPLICATION = "portraitsite.wsgi.application"
+# No ASGI application on purpose: Django's ASGI handler spools request bodies to a temporary
+# file, which would put uploaded photos on disk (portraitsite.checks guards this).
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "portraitsite.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": _setting(env.db_url, "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- The job store -------------------------------------------------------------------------
+JOB_TTL_SECONDS = _positive("JOB_TTL_SECONDS", 1800, minimum=60)
+JOB_CACHE_ALIAS = "jobs"
+
+
+def _job_cache() -> dict:
+    config = _setting(env.cache_url, "CACHE_URL", default="locmemcache://portraitsite-jobs")
+    config["TIMEOUT"] = JOB_TTL_SECONDS
+    if config["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
+        # Our LocMem adds an active expiry sweep and byte accounting. MAX_ENTRIES is far above
+        # what the byte budget admits, so LocMem's culling can never drop a live job.
+        config["BACKEND"] = "segmentation.cache.SweepingLocMemCache"
+        config.setdefault("OPTIONS", {})["MAX_ENTRIES"] = 1_000_000
+    return config
+
+
+CACHES = {"default": _job_cache()}
+CACHES[JOB_CACHE_ALIAS] = dict(CACHES["default"], KEY_PREFIX="job")
+CACHES["default"]["KEY_PREFIX"] = "site"
+
+IMAGE_STORE_MAX_BYTES = _positive("IMAGE_STORE_MAX_BYTES", 2 * 1024**3)
+MAX_UPLOAD_BYTES = _positive("MAX_UPLOAD_BYTES", 20 * 1024**2, minimum=1024)
+MAX_IMAGE_PIXELS = _positive("MAX_IMAGE_PIXELS", 50_000_000, minimum=1)
+
+# --- Uploads stay in memory ------------------------------------------------------------------
+# Only our capped in-memory handler: never TemporaryFileUploadHandler (portraitsite.checks).
+FILE_UPLOAD_HANDLERS = ["segmentation.uploads.CappedMemoryUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # the non-file fields (mode, code) are tiny
+# Multipart framing around the file (boundaries, part headers, the mode field) fits in 64 KiB.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+# --- Processing --------------------------------------------------------------------------------
+JOB_WORKERS = _positive("JOB_WORKERS", 2)
+JOB_QUEUE = _positive("JOB_QUEUE", 8, minimum=0)
+JOB_DEADLINE_SECONDS = _positive("JOB_DEADLINE_SECONDS", 600, minimum=5)
+
+# --- Engines -----------------------------------------------------------------------------------
+REMOVEBG_API_KEY = _setting(env.str, "REMOVEBG_API_KEY", default="")
+REMOVEBG_API_URL = _setting(env.str, "REMOVEBG_API_URL", default="https://api.remove.bg/v1.0").rstrip("/")
+REMOVEBG_FULL_RESULT = _choice("REMOVEBG_FULL_RESULT", "on_unlock", ("on_unlock", "upfront"))
+DASHSCOPE_API_KEY = _setting(env.str, "DASHSCOPE_API_KEY", default="")
+DASHSCOPE_API_URL = _setting(
+    env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1"
+).rstrip("/")
+DASHSCOPE_MODEL = _setting(env.str, "DASHSCOPE_MODEL", default="qwen-image-edit-plus")
+BACKGROUND_ENGINE = _choice("BACKGROUND_ENGINE", "auto", ("auto", "removebg", "local"))
+CROWD_ENGINE = _choice("CROWD_ENGINE", "auto", ("auto", "dashscope", "local"))
+if BACKGROUND_ENGINE == "removebg" and not REMOVEBG_API_KEY:
+    raise ImproperlyConfigured("BACKGROUND_ENGINE=removebg needs REMOVEBG_API_KEY.")
+if CROWD_ENGINE == "dashscope" and not DASHSCOPE_API_KEY:
+    raise ImproperlyConfigured("CROWD_ENGINE=dashscope needs DASHSCOPE_API_KEY.")
+
+# --- Abuse limits --------------------------------------------------------------------------------
+UPLOADS_PER_MINUTE = _positive("UPLOADS_PER_MINUTE", 10, minimum=0)
+UNLOCK_FAILURES_PER_MINUTE = _positive("UNLOCK_FAILURES_PER_MINUTE", 10, minimum=0)
+UNLOCK_FAILURES_PER_JOB = 5  # per job per 10 minutes: a token cannot be used to brute-force codes
+TRUSTED_PROXIES = _positive("TRUSTED_PROXIES", 0, minimum=0)
+
+# --- No cookies for visitors -----------------------------------------------------------------------
+# The admin is the only place with a session; its cookie never leaves the admin path, and its
+# CSRF token lives in that session, so CsrfViewMiddleware is not installed at all. The admin's
+# views carry csrf_protect themselves.
+SESSION_COOKIE_PATH = "/" + ADMIN_URL
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax" if DEBUG else "Strict"
+SESSION_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_AGE = 8 * 3600
+CSRF_USE_SESSIONS = True
+CSRF_COOKIE_SECURE = not DEBUG
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+LANGUAGE_COOKIE_NAME = "no-language-cookie"  # the language comes from the URL, never a cookie
+
+# --- Headers ---------------------------------------------------------------------------------------
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:", "blob:"],
+    "connect-src": [CSP.SELF],
+    "font-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = _setting(env.bool, "SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = 0 if DEBUG else 63072000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = False  # preloading is the operator's decision, not ours
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# /healthz is probed by load balancers over plain HTTP inside the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# --- Internationalisation ----------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+TIME_ZONE = "UTC"
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Logging: never images, codes or tokens ------------------------------------------------------------
+ADMINS = [("operator", a) for a in _setting(env.list, "ERROR_EMAILS", default=[])]
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "portraitsite.logging.RedactTokensFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        # Django's request logger would print the path (with the job token) of every 4xx.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

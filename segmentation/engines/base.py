@@ -1,0 +1,70 @@
+"""What every engine promises, and what it is given.
+
+A job runs in two phases so that expensive full-resolution work is only paid for when a visitor
+unlocks the result:
+
+* `start(photo)` runs at upload. It returns a `Draft`: a small image the watermarked preview is
+  made from, plus `carry`, opaque bytes the engine needs later (a mask, a provider's full result).
+* `finish(photo, carry)` runs after a code has been reserved. It returns the full-resolution
+  `Result`, exactly the bytes the visitor downloads. If it raises, the code is given back.
+
+Engines raise `EngineError` for anything a visitor should hear about; any other exception is a bug
+and is reported as such.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from PIL import Image
+
+from segmentation.images import Photo
+
+
+class EngineError(Exception):
+    """A failure with a visitor-safe message and a detail for the operator's log."""
+
+    def __init__(self, visitor_message: str, operator_detail: str = "", *, retryable: bool = False):
+        super().__init__(operator_detail or visitor_message)
+        self.visitor_message = str(visitor_message)
+        self.operator_detail = operator_detail
+        # True when the same request may succeed later (provider busy or down), so the visitor is
+        # told to try again rather than to pick another photo.
+        self.retryable = retryable
+
+
+@dataclass
+class Draft:
+    preview: Image.Image  # RGB or RGBA, any size: the preview renderer scales it down
+    carry: bytes | None = None
+    note: str = ""  # something the visitor should know about the result ("nobody else found")
+
+
+@dataclass
+class Result:
+    data: bytes  # the download, served byte for byte
+    media_type: str  # "image/png" or "image/jpeg"
+    width: int
+    height: int
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.media_type == "image/png"
+
+    @property
+    def extension(self) -> str:
+        return "png" if self.media_type == "image/png" else "jpg"
+
+
+class Engine(ABC):
+    name: str  # "local", "removebg", "dashscope": shown on /healthz and the job page
+    mode: str  # "cutout" or "crowd"
+    # Third party that receives the photo, for the privacy page ("" for embedded engines).
+    provider: str = ""
+
+    @abstractmethod
+    def start(self, photo: Photo) -> Draft: ...
+
+    @abstractmethod
+    def finish(self, photo: Photo, carry: bytes | None) -> Result: ...

@@ -1,0 +1,172 @@
+"""Jobs and their images, kept only in the cache (RAM by default) and gone when they expire.
+
+A job is one small record under `<token>` plus one entry per image under `<token>:<name>`, so a
+status poll never unpickles megabytes. Every entry carries the job's remaining lifetime as its
+timeout: when the job expires, all of it expires together. The token is the only key to a job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+from django.core.cache import caches
+
+logger = logging.getLogger(__name__)
+
+QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
+# The second phase, after a code has been reserved: the full-resolution result is being made.
+LOCKED, FINISHING, UNLOCKED = "locked", "finishing", "unlocked"
+
+BLOBS = ("original", "before", "preview", "carry", "result")
+# Admission reserves room for what a job will add to its upload: previews, engine state and the
+# full-resolution result (an RGBA PNG is often twice the size of the JPEG it came from).
+ADMISSION_FACTOR = 3
+
+
+class StoreFull(Exception):
+    """No room for another job within IMAGE_STORE_MAX_BYTES; try again when jobs expire."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"image store full, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    token: str
+    mode: str  # "cutout" or "crowd"
+    engine: str  # name of the engine that runs it
+    created_at: float
+    expires_at: float
+    photo: dict = field(default_factory=dict)  # media_type, width, height, orientation, has_alpha
+    state: str = QUEUED
+    error: str = ""  # for the visitor, when state is FAILED
+    note: str = ""  # for the visitor, about a result that is ready
+    started_at: float | None = None
+    unlock: str = LOCKED
+    unlock_error: str = ""  # for the visitor, when making the full result failed
+    unlock_started_at: float | None = None
+    redemption: int | None = None  # the reserved use of a code while FINISHING
+    result: dict = field(default_factory=dict)  # media_type, width, height once UNLOCKED
+
+    @property
+    def expires_in(self) -> int:
+        return max(0, int(self.expires_at - time.time()))
+
+    @property
+    def unlocked(self) -> bool:
+        return self.unlock == UNLOCKED
+
+    @property
+    def busy(self) -> bool:
+        return self.state in (QUEUED, PROCESSING) or self.unlock == FINISHING
+
+
+def _cache():
+    return caches[settings.JOB_CACHE_ALIAS]
+
+
+def _blob_key(token: str, name: str) -> str:
+    return f"{token}:{name}"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)  # 256 bits
+
+
+def create(mode: str, engine: str, photo_meta: dict, original: bytes) -> Job:
+    """Admit a job, or raise StoreFull. The original is stored with the job record."""
+    used, budget = usage()
+    if used + len(original) * ADMISSION_FACTOR > budget:
+        raise StoreFull(retry_after=60)
+    now = time.time()
+    job = Job(
+        token=new_token(),
+        mode=mode,
+        engine=engine,
+        created_at=now,
+        expires_at=now + settings.JOB_TTL_SECONDS,
+        photo=photo_meta,
+    )
+    put_blob(job, "original", original)
+    save(job)
+    return job
+
+
+def get(token: str) -> Job | None:
+    """The job, or None when unknown or expired. A job stuck past JOB_DEADLINE_SECONDS in either
+    phase is turned failed (or back to locked) here, whichever process serves the request."""
+    if not token or len(token) > 64:
+        return None
+    data = _cache().get(token)
+    if data is None:
+        return None
+    job = Job(**data)
+    if time.time() >= job.expires_at:
+        return None
+    return _enforce_deadline(job)
+
+
+def _enforce_deadline(job: Job) -> Job:
+    from django.utils.translation import gettext as _
+
+    deadline = settings.JOB_DEADLINE_SECONDS
+    now = time.time()
+    if job.state == PROCESSING and job.started_at and now - job.started_at > deadline:
+        job.state, job.error = FAILED, _("Processing took too long and was stopped. Please try again.")
+        logger.warning("Job stuck in processing for over %ss; marked failed.", deadline)
+        save(job)
+    elif job.unlock == FINISHING and job.unlock_started_at and now - job.unlock_started_at > deadline:
+        from unlock.redemption import release
+
+        if job.redemption is not None:
+            release(job.redemption)
+        job.unlock, job.redemption = LOCKED, None
+        job.unlock_error = _("Preparing the full-resolution image took too long. Your code was not used; please try again.")
+        logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
+        save(job)
+    return job
+
+
+def save(job: Job) -> bool:
+    """Write the job record with its remaining lifetime; False if it has already expired."""
+    remaining = job.expires_at - time.time()
+    if remaining <= 0:
+        return False
+    _cache().set(job.token, asdict(job), timeout=remaining)
+    return True
+
+
+def put_blob(job: Job, name: str, data: bytes) -> None:
+    assert name in BLOBS, name
+    remaining = job.expires_at - time.time()
+    if remaining > 0:
+        _cache().set(_blob_key(job.token, name), data, timeout=remaining)
+
+
+def get_blob(job: Job, name: str) -> bytes | None:
+    return _cache().get(_blob_key(job.token, name))
+
+
+def delete_blob(job: Job, name: str) -> None:
+    _cache().delete(_blob_key(job.token, name))
+
+
+def exists(token: str) -> bool:
+    return _cache().get(token) is not None
+
+
+def delete(token: str) -> None:
+    """Purge a job and all its images now."""
+    _cache().delete_many([token, *(_blob_key(token, name) for name in BLOBS)])
+
+
+def usage() -> tuple[int, int]:
+    """Bytes held by the store and the budget (IMAGE_STORE_MAX_BYTES)."""
+    backend = _cache()
+    used = backend.bytes_used() if hasattr(backend, "bytes_used") else 0
+    return used, settings.IMAGE_STORE_MAX_BYTES
