@@ -1,0 +1,1 @@
+"""Shared fixtures. The environment for the test run is set in the top-level conftest.py."""
