@@ -1,0 +1,157 @@
+"""Outbound HTTP shared by the provider clients: a session factory and one bounded retry loop.
+
+`send` applies explicit connect/read timeouts and retries only what is both safe and useful:
+
+* 429: wait as long as `Retry-After` asks when that is within `retry_after_cap`, at most
+  `rate_limit_retries` times. A longer wait is not worth holding a worker for, so the 429 goes back
+  to the caller at once (it tells the visitor to try again later).
+* 5xx and connections that failed: up to `attempts` tries in all, with jittered exponential backoff
+  ("full jitter", so that many workers hit by the same outage do not retry in lockstep).
+* Any other status is returned unchanged: repeating a refused request cannot help.
+
+Read timeouts are not retried unless `retry_read_timeouts` is set: the provider may already have
+done (and billed) the work, and the visitor has already waited a whole read timeout.
+
+Callers map the final response or exception to their own error type; this module knows nothing
+about any provider.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+from requests.adapters import HTTPAdapter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 5.0  # a TCP/TLS handshake that takes longer is a provider outage
+    read: float = 60.0  # between bytes of the answer, not the whole answer
+
+    def as_requests(self) -> tuple[float, float]:
+        return (self.connect, self.read)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3  # tries in all for 5xx and connection errors
+    base_delay: float = 0.5  # seconds; the backoff ceiling doubles on each retry ...
+    max_delay: float = 4.0  # ... up to this
+    rate_limit_retries: int = 2
+    retry_after_cap: float = 10.0  # seconds; a longer Retry-After is not waited for
+    retry_read_timeouts: bool = False
+    # Injectable so tests run without waiting; production sleeps for real.
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    jitter: Callable[[float, float], float] = field(default=random.uniform, compare=False)
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first retry)."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        return self.jitter(0.0, ceiling)
+
+
+def new_session(user_agent: str) -> requests.Session:
+    """A session with connection pooling and no hidden retries (urllib3's own are off, so that
+    `send` alone decides what is repeated). Sessions are not shared between threads."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=0, pool_connections=2, pool_maxsize=4)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """`Retry-After` as seconds: a number, or an HTTP date (RFC 9110); None when absent or junk."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _is_server_trouble(status: int) -> bool:
+    return 500 <= status <= 599
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeouts: Timeouts,
+    policy: RetryPolicy,
+    **kwargs,
+) -> requests.Response:
+    """Send one request with the retries described above; return the last response.
+
+    Raises `requests.RequestException` when the last attempt got no response at all. `kwargs` go
+    to `session.request` unchanged and must be replayable (bytes, not open files or generators).
+    """
+    failures = 0  # 5xx and connection errors so far
+    rate_limited = 0
+    while True:
+        try:
+            response = session.request(method, url, timeout=timeouts.as_requests(), **kwargs)
+        except requests.ReadTimeout:
+            if not policy.retry_read_timeouts:
+                raise
+            failures += 1
+            if failures >= policy.attempts:
+                raise
+            _wait(policy, policy.backoff(failures), f"read timeout from {_where(url)}")
+            continue
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            failures += 1
+            if failures >= policy.attempts:
+                raise
+            _wait(policy, policy.backoff(failures), f"{type(exc).__name__} from {_where(url)}")
+            continue
+
+        if response.status_code == 429:
+            delay = retry_after_seconds(response)
+            if delay is None:
+                delay = policy.backoff(rate_limited + 1)
+            if rate_limited >= policy.rate_limit_retries or delay > policy.retry_after_cap:
+                return response
+            rate_limited += 1
+            response.close()
+            _wait(policy, delay, f"429 from {_where(url)}")
+            continue
+
+        if _is_server_trouble(response.status_code):
+            failures += 1
+            if failures >= policy.attempts:
+                return response
+            response.close()
+            _wait(policy, policy.backoff(failures), f"{response.status_code} from {_where(url)}")
+            continue
+
+        return response
+
+
+def _wait(policy: RetryPolicy, seconds: float, reason: str) -> None:
+    logger.warning("Retrying after %s in %.1f s", reason, seconds)
+    policy.sleep(seconds)
+
+
+def _where(url: str) -> str:
+    """The URL without its query: signed result links carry credentials there."""
+    return url.split("?", 1)[0]
