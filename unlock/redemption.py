@@ -1,0 +1,85 @@
+"""Redeeming a code: one conditional UPDATE reserves a use, so a code is never oversold.
+
+`redeem` reserves one use and records a Redemption; `release` gives the use back when the
+full-resolution work it paid for failed, so a failure never costs the visitor their code.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy as _
+
+from unlock import codes
+from unlock.models import Redemption, State, UnlockCode
+
+logger = logging.getLogger(__name__)
+
+# reason → message for the visitor: what happened, and what to do about it.
+MESSAGES = {
+    "malformed": codes.MALFORMED_MESSAGE,
+    "unknown": _("This unlock code does not exist. Please check it for typos."),
+    "used_up": _("This unlock code has already been used as often as it allows."),
+    "expired": _("This unlock code has expired."),
+    "inactive": _("This unlock code has been withdrawn and no longer works."),
+}
+_REASON_FOR_STATE = {State.USED_UP: "used_up", State.EXPIRED: "expired", State.DEACTIVATED: "inactive"}
+
+
+class CodeRejected(Exception):
+    """The code cannot unlock anything; `message` is for the visitor, `status` for the response."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        self.message = gettext(MESSAGES[reason])
+        self.status = 400 if reason == "malformed" else 403
+        super().__init__(reason)  # the reason only: exceptions end up in logs, codes must not
+
+
+def redeem(code: str, tool: str) -> int:
+    """Reserve one use of `code` for `tool` and return the Redemption's id, or raise CodeRejected."""
+    if tool not in Redemption.Tool.values:
+        raise ValueError(f"unknown tool {tool!r}")
+    try:
+        normalised = codes.normalise(code)
+    except ValidationError:
+        raise CodeRejected("malformed") from None
+    code_id = UnlockCode.objects.filter(digest=codes.digest(normalised)).values_list("pk", flat=True).first()
+    if code_id is None:
+        raise CodeRejected("unknown")
+
+    now = timezone.now()
+    # The transaction begins with the write, so SQLite takes its write lock first and waits (busy
+    # timeout) instead of failing on a lock upgrade; PostgreSQL re-checks the WHERE clause on the
+    # row a concurrent UPDATE committed. Either way only max_uses reservations can succeed.
+    with transaction.atomic():
+        reserved = UnlockCode.objects.filter(pk=code_id).redeemable(now).update(used=F("used") + 1)
+        if reserved:
+            redemption = Redemption.objects.create(code_id=code_id, tool=tool, created_at=now)
+    if not reserved:
+        current = UnlockCode.objects.filter(pk=code_id).first()
+        if current is None:  # deleted by staff a moment ago
+            raise CodeRejected("unknown")
+        # A code that is redeemable again (a use was released meanwhile) still lost this race.
+        raise CodeRejected(_REASON_FOR_STATE.get(current.state, "used_up"))
+    logger.info("Unlock code %s redeemed for %s (redemption %s).", code_id, tool, redemption.pk)
+    return redemption.pk
+
+
+def release(redemption_id: int) -> None:
+    """Give back the use a redemption reserved. Releasing twice (or an unknown id) does nothing."""
+    code_id = Redemption.objects.filter(pk=redemption_id).values_list("code_id", flat=True).first()
+    if code_id is None:
+        return
+    # Only the caller whose DELETE removed the row gives the use back, so concurrent or repeated
+    # releases decrement once.
+    with transaction.atomic():
+        deleted, _ = Redemption.objects.filter(pk=redemption_id).delete()
+        if deleted:
+            UnlockCode.objects.filter(pk=code_id, used__gt=0).update(used=F("used") - 1)
+    if deleted:
+        logger.info("Released redemption %s of unlock code %s.", redemption_id, code_id)
