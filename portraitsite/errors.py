@@ -37,6 +37,14 @@ MESSAGES = {
         _("Something went wrong on our side"),
         _("Sorry — the error has been noted. Please try again in a moment."),
     ),
+    "locked": (
+        _("Unlock first"),
+        _("The full-resolution image downloads after you enter an unlock code on the photo's page."),
+    ),
+    "bad_background": (
+        _("Unknown background colour"),
+        _("Choose transparent, white, blue, red, or a colour written as six hex digits like 438EDB."),
+    ),
     "invalid_image": (_("We could not use that file"), "%(detail)s"),
 }
 

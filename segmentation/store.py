@@ -156,13 +156,17 @@ def delete_blob(job: Job, name: str) -> None:
     _cache().delete(_blob_key(job.token, name))
 
 
-def exists(token: str) -> bool:
-    return _cache().get(token) is not None
-
-
 def delete(token: str) -> None:
-    """Purge a job and all its images now."""
+    """Purge a job and all its images now. A tombstone outlives the purge so that a worker still
+    holding the job can tell, after its last write, that it must purge again (see settle())."""
+    _cache().set(_blob_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
     _cache().delete_many([token, *(_blob_key(token, name) for name in BLOBS)])
+
+
+def settle(token: str) -> None:
+    """Called by workers after writing: a delete that raced with those writes still wins."""
+    if _cache().get(_blob_key(token, "deleted")):
+        _cache().delete_many([token, *(_blob_key(token, name) for name in BLOBS)])
 
 
 def usage() -> tuple[int, int]:

@@ -1,0 +1,44 @@
+"""gunicorn as deployed: one process with threads, because the default job store (LocMem) lives in
+the process's memory. With CACHE_URL=redis://… several processes may share jobs: set
+WEB_CONCURRENCY. Read by `gunicorn -c gunicorn.conf.py portraitsite.wsgi`."""
+
+import os
+
+from gunicorn.glogging import Logger
+
+from portraitsite.logging import redact
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+_shared_store = os.environ.get("CACHE_URL", "").startswith(("redis://", "rediss://", "unix://"))
+workers = int(os.environ.get("WEB_CONCURRENCY", "1")) if _shared_store else 1
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+worker_class = "gthread"
+# Slow providers are waited for in the job pool, never in a request; a request that takes longer
+# than this is stuck.
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+# Bodies up to MAX_UPLOAD_BYTES arrive in the request; headers stay small.
+limit_request_line = 4094
+# The heartbeat file lives in RAM, not on disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No control socket under $HOME/.gunicorn (gunicorn ≥ 25): nothing of ours on disk.
+control_socket_disable = True
+preload_app = False
+
+# Access log without the client address or user agent (we collect neither), and with job tokens
+# redacted: the token is the only key to somebody's photo.
+accesslog = "-"
+access_log_format = '%(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+errorlog = "-"
+
+class RedactingLogger(Logger):
+    """gunicorn's logger with job tokens cut out of every access-log atom that holds the path
+    (the Referer too: a job page links to its own preview and download)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        redacted = {key: redact(environ.get(key) or "") for key in ("PATH_INFO", "RAW_URI", "HTTP_REFERER")}
+        return super().atoms(resp, req, dict(environ, **redacted), request_time)
+
+
+logger_class = RedactingLogger

@@ -1,0 +1,159 @@
+"""Running jobs: a bounded worker pool inside the web process, and the two phases of a job.
+
+Phase one (`process`) runs the engine's start() at upload and stores the watermarked preview.
+Phase two (`finish`) runs after the visitor's code has been reserved; it stores the
+full-resolution result and confirms the unlock, or gives the code back if anything fails, so a
+failure never costs a visitor their code.
+
+The pool is per process. With the Redis store a job still runs in the process that accepted it,
+and any process can serve its pages, because all state lives in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils.translation import gettext as _
+
+from segmentation import images, store
+from segmentation.engines import EngineError, engine_named
+from segmentation.images import Photo
+
+logger = logging.getLogger(__name__)
+
+
+class Pool:
+    """A thread pool that refuses work instead of queueing without bound."""
+
+    def __init__(self, workers: int, queue: int):
+        self.capacity = workers + queue
+        self._slots = threading.BoundedSemaphore(self.capacity)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
+
+    def submit(self, task: Callable[..., None], *args) -> bool:
+        """Run `task(*args)` in the pool; False (nothing started) when the pool and queue are full."""
+        if not self._slots.acquire(blocking=False):
+            return False
+        with self._count_lock:
+            self._in_flight += 1
+        self._executor.submit(self._run, task, args)
+        return True
+
+    def _run(self, task: Callable[..., None], args: tuple) -> None:
+        try:
+            task(*args)
+        except Exception:
+            logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
+        finally:
+            close_old_connections()  # worker threads must not keep database connections open
+            with self._count_lock:
+                self._in_flight -= 1
+            self._slots.release()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+
+_pool: Pool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> Pool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = Pool(settings.JOB_WORKERS, settings.JOB_QUEUE)
+        return _pool
+
+
+def _photo_of(job: store.Job, original: bytes) -> Photo:
+    return Photo(original, **job.photo)
+
+
+def process(token: str, photo: Photo) -> None:
+    """Phase one: the engine's first pass, the previews, and the job marked ready or failed."""
+    job = store.get(token)
+    if job is None or job.state != store.QUEUED:
+        return
+    job.state, job.started_at = store.PROCESSING, time.time()
+    store.save(job)
+    try:
+        draft = engine_named(job.mode, job.engine).start(photo)
+        preview = images.render_preview(draft.preview)
+        before = images.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
+    except EngineError as exc:
+        logger.warning("Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message)
+        _record_failure(token, exc.visitor_message)
+        return
+    except Exception:
+        logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)
+        _record_failure(token, _("Something went wrong while processing this photo. Please try again."))
+        return
+    job = store.get(token)
+    if job is None or job.state != store.PROCESSING:
+        return  # deleted, expired or timed out meanwhile: keep nothing
+    store.put_blob(job, "preview", preview)
+    store.put_blob(job, "before", before)
+    if draft.carry is not None:
+        store.put_blob(job, "carry", draft.carry)
+    job.state, job.note = store.READY, draft.note
+    store.save(job)
+    store.settle(token)
+
+
+def _record_failure(token: str, message: str) -> None:
+    job = store.get(token)
+    if job is not None and job.state == store.PROCESSING:
+        job.state, job.error = store.FAILED, message
+        store.save(job)
+
+
+def finish(token: str) -> None:
+    """Phase two: the full-resolution result. Confirms the reserved code or gives it back."""
+    from unlock.redemption import release
+
+    job = store.get(token)
+    if job is None:
+        return  # expired or deleted; the store's deadline check cannot release for a vanished job
+    redemption = job.redemption
+    try:
+        original = store.get_blob(job, "original")
+        if original is None:
+            raise EngineError(_("This photo has expired. Please upload it again."), "original gone")
+        result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_blob(job, "carry"))
+    except Exception as exc:
+        if isinstance(exc, EngineError):
+            logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
+            message = exc.visitor_message
+        else:
+            logger.exception("Full result crashed in %s %s engine.", job.engine, job.mode)
+            message = _("Something went wrong while preparing the full-resolution image.")
+        if redemption is not None:
+            release(redemption)
+        job = store.get(token)
+        if job is not None and job.unlock == store.FINISHING:
+            job.unlock, job.redemption = store.LOCKED, None
+            job.unlock_error = message + " " + _("Your code was not used; you can try again.")
+            store.save(job)
+        return
+    job = store.get(token)
+    if job is None or job.unlock != store.FINISHING:
+        if redemption is not None:
+            release(redemption)  # the job vanished before it could be delivered
+        return
+    store.put_blob(job, "result", result.data)
+    store.delete_blob(job, "carry")  # no longer needed; frees RAM for other visitors
+    # The reservation is now a delivered use; the job forgets which redemption paid for it.
+    job.unlock, job.unlock_error, job.redemption = store.UNLOCKED, "", None
+    job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
+    store.save(job)
+    store.settle(token)

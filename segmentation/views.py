@@ -1,0 +1,262 @@
+"""The visitor's side: upload, job page, status, preview, unlock, download, delete.
+
+Views read like the HTTP contract in DESIGN.md; the work happens in images, store, jobs and the
+unlock app. Every response about a job is `Cache-Control: no-store`: it is somebody's photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import caches
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from portraitsite import ratelimit
+from portraitsite.errors import error_response
+from segmentation import images, jobs, store
+from segmentation.engines import engines_in_use
+from segmentation.forms import UnlockForm, UploadForm
+from segmentation.uploads import UploadTooLarge, body_too_large
+
+logger = logging.getLogger(__name__)
+
+TOOL_NAMES = {"cutout": _("Remove background"), "crowd": _("Remove passers-by")}
+
+
+def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "", status: int = 200) -> HttpResponse:
+    context = {
+        "form": form or UploadForm(),
+        "error": error,
+        "max_upload": images.human_bytes(settings.MAX_UPLOAD_BYTES),
+        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+        "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
+        "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
+    }
+    return render(request, "segmentation/home.html", context, status=status)
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return _home(request)
+
+
+@require_POST
+@never_cache
+def create_job(request: HttpRequest) -> HttpResponse:
+    # Refuse by the declared length before a single byte of the body is read.
+    content_length = _content_length(request)
+    if body_too_large(content_length):
+        return _too_large(request)
+    verdict = ratelimit.hit("upload", ratelimit.client_key(request), settings.UPLOADS_PER_MINUTE)
+    if not verdict.allowed:
+        return error_response(request, 429, "rate_limited", retry_after=verdict.retry_after)
+    try:
+        form = UploadForm(request.POST, request.FILES)
+        valid = form.is_valid()
+    except UploadTooLarge:
+        return _too_large(request)
+    if not valid:
+        return _home(request, form, status=400)
+    upload = form.cleaned_data["image"]
+    try:
+        photo = images.accept_upload(upload.read())
+    except images.ImageRejected as rejected:
+        return _home(request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status)
+    finally:
+        upload.close()
+    mode = form.cleaned_data["mode"]
+    meta = {
+        "media_type": photo.media_type,
+        "width": photo.width,
+        "height": photo.height,
+        "orientation": photo.orientation,
+        "has_alpha": photo.has_alpha,
+    }
+    try:
+        job = store.create(mode, engines_in_use()[mode], meta, photo.data)
+    except store.StoreFull as full:
+        logger.warning("Image store full; upload refused.")
+        return error_response(request, 503, "busy", retry_after=full.retry_after)
+    if not jobs.pool().submit(jobs.process, job.token, photo):
+        store.delete(job.token)
+        logger.warning("Job pool full; upload refused.")
+        return error_response(request, 503, "busy", retry_after=30)
+    return see_other(reverse("job", args=[job.token]))
+
+
+def _content_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+def _too_large(request: HttpRequest) -> HttpResponse:
+    response = error_response(request, 413, "too_large", limit=images.human_bytes(settings.MAX_UPLOAD_BYTES))
+    # The unread body is still on the wire; closing is the only honest way to refuse it.
+    response["Connection"] = "close"
+    return response
+
+
+def see_other(url: str) -> HttpResponse:
+    """303: after a POST the browser fetches the next page with GET."""
+    response = HttpResponse(status=303)
+    response["Location"] = url
+    return response
+
+
+def _job_or_404(token: str) -> store.Job:
+    job = store.get(token)
+    if job is None:
+        raise Http404("no such job")
+    return job
+
+
+def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", status: int = 200) -> HttpResponse:
+    context = {
+        "job": job,
+        "tool": TOOL_NAMES.get(job.mode, job.mode),
+        "engine": job.engine,
+        "unlock_form": UnlockForm(),
+        "unlock_error": unlock_error or job.unlock_error,
+        "refresh": job.busy,
+        "expires_minutes": (job.expires_in + 59) // 60,
+        "backgrounds": [("transparent", _("Transparent")), ("white", _("White")), ("blue", _("Blue")), ("red", _("Red"))],
+        "result_width": job.result.get("width") or job.photo.get("width"),
+        "result_height": job.result.get("height") or job.photo.get("height"),
+    }
+    return render(request, "segmentation/job.html", context, status=status)
+
+
+@require_GET
+@never_cache
+def job_page(request: HttpRequest, token: str) -> HttpResponse:
+    return _job_page(request, _job_or_404(token))
+
+
+@require_GET
+@never_cache
+def job_status(request: HttpRequest, token: str) -> JsonResponse:
+    job = store.get(token)
+    if job is None:
+        return JsonResponse({"state": "gone", "error": _("This photo has expired or was deleted.")}, status=404)
+    return JsonResponse(
+        {
+            "state": job.state,
+            "error": job.error,
+            "note": job.note,
+            "expires_in": job.expires_in,
+            "unlocked": job.unlocked,
+            "unlock": job.unlock,
+            "unlock_error": job.unlock_error,
+        }
+    )
+
+
+def _image_response(data: bytes, media_type: str) -> HttpResponse:
+    response = HttpResponse(data, content_type=media_type)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@never_cache
+def preview(request: HttpRequest, token: str) -> HttpResponse:
+    job = _job_or_404(token)
+    data = store.get_blob(job, "preview") if job.state == store.READY else None
+    if data is None:
+        raise Http404("no preview yet")
+    return _image_response(data, "image/webp")
+
+
+@require_GET
+@never_cache
+def before(request: HttpRequest, token: str) -> HttpResponse:
+    job = _job_or_404(token)
+    data = store.get_blob(job, "before") if job.state == store.READY else None
+    if data is None:
+        raise Http404("no preview yet")
+    return _image_response(data, "image/webp")
+
+
+@require_POST
+@never_cache
+def unlock(request: HttpRequest, token: str) -> HttpResponse:
+    from unlock import limits
+    from unlock.redemption import CodeRejected, redeem, release
+
+    job = _job_or_404(token)
+    job_url = reverse("job", args=[token])
+    if job.unlocked or job.unlock == store.FINISHING:
+        return see_other(job_url)  # already paid for: nothing more is consumed
+    if job.state != store.READY:
+        return _job_page(request, job, unlock_error=_("The preview is not ready yet. Please wait a moment."), status=409)
+    wait = limits.unlock_blocked(request, token)
+    if wait is not None:
+        return error_response(request, 429, "rate_limited", retry_after=wait)
+    form = UnlockForm(request.POST)
+    if not form.is_valid():
+        return _job_page(request, job, unlock_error=form.errors["code"][0], status=400)
+    # One unlock at a time per job, across threads and processes: two codes entered at once must
+    # not both be spent on the same photo.
+    guard = caches[settings.JOB_CACHE_ALIAS]
+    guard_key = f"{token}:unlocking"
+    if not guard.add(guard_key, 1, timeout=30):
+        return see_other(job_url)
+    try:
+        try:
+            redemption = redeem(form.cleaned_data["code"], tool=job.mode)
+        except CodeRejected as rejected:
+            limits.record_failure(request, token)
+            return _job_page(request, job, unlock_error=rejected.message, status=rejected.status)
+        job = store.get(token)
+        if job is None:
+            release(redemption)
+            raise Http404("job expired during unlock")
+        job.unlock, job.redemption, job.unlock_error = store.FINISHING, redemption, ""
+        job.unlock_started_at = time.time()
+        store.save(job)
+        if not jobs.pool().submit(jobs.finish, token):
+            release(redemption)
+            job.unlock, job.redemption = store.LOCKED, None
+            store.save(job)
+            return error_response(request, 503, "busy", retry_after=30)
+    finally:
+        guard.delete(guard_key)
+    return see_other(job_url)
+
+
+@require_GET
+@never_cache
+def download(request: HttpRequest, token: str) -> HttpResponse:
+    job = _job_or_404(token)
+    if not job.unlocked:
+        return error_response(request, 403, "locked")
+    data = store.get_blob(job, "result")
+    if data is None:
+        raise Http404("result gone")
+    media_type = job.result["media_type"]
+    try:
+        colour = images.parse_background(request.GET.get("background"))
+    except ValueError:
+        return error_response(request, 400, "bad_background")
+    if colour is not None and media_type == "image/png" and job.mode == "cutout":
+        data, media_type = images.on_background(data, colour), "image/jpeg"
+    extension = "png" if media_type == "image/png" else "jpg"
+    name = f"{job.mode}-{job.result['width']}x{job.result['height']}.{extension}"
+    response = _image_response(data, media_type)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@require_POST
+def delete(request: HttpRequest, token: str) -> HttpResponse:
+    store.delete(token)  # unknown tokens too: deleting is idempotent and reveals nothing
+    return see_other(reverse("home"))
