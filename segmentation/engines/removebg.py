@@ -1,0 +1,48 @@
+"""Cutout by remove.bg, paying for the full-size result only when it is wanted.
+
+REMOVEBG_FULL_RESULT chooses when the 1-credit full-size call happens:
+
+* `on_unlock` (default): at upload a `size=preview` call (0.25 credit) makes the preview; the
+  full-size call runs in `finish`, after a visitor's code was reserved. 0.25 per visitor plus 1 per
+  unlock: cheaper than `upfront` whenever fewer than 75% of visitors unlock.
+* `upfront`: one full-size call at upload; the preview is scaled down from it and the result waits
+  in `carry`, so unlocking costs no second call and no wait.
+
+A job keeps what its start produced: `finish` looks at `carry`, not at the current setting.
+"""
+
+from __future__ import annotations
+
+import io
+
+from django.conf import settings
+from PIL import Image
+
+from segmentation.engines.base import Draft, Engine, Result
+from segmentation.images import PREVIEW_MAX_PIXELS, Photo, encode_png, fit_pixels
+from segmentation.providers import removebg
+
+
+class RemoveBgCutout(Engine):
+    name = "removebg"
+    mode = "cutout"
+    provider = "remove.bg"
+
+    def start(self, photo: Photo) -> Draft:
+        if settings.REMOVEBG_FULL_RESULT == "upfront":
+            cutout = removebg.cut_out(photo, "full")
+            # The full result is in memory already: scaling it down is cheaper than decoding
+            # anything again, and the preview renderer only needs about 0.25 MP.
+            preview = fit_pixels(cutout.image, PREVIEW_MAX_PIXELS)
+            return Draft(preview=preview, carry=encode_png(cutout.image))
+        cutout = removebg.cut_out(photo, "preview")
+        return Draft(preview=cutout.image, carry=None)
+
+    def finish(self, photo: Photo, carry: bytes | None) -> Result:
+        if carry is not None:
+            with Image.open(io.BytesIO(carry)) as im:  # reads the header only
+                width, height = im.size
+            return Result(carry, "image/png", width, height)
+        # remove.bg caps `full` at 25 MP, so the size is the output's, not the photo's.
+        cutout = removebg.cut_out(photo, "full")
+        return Result(encode_png(cutout.image), "image/png", cutout.image.width, cutout.image.height)
