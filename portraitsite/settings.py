@@ -143,9 +143,11 @@ def _job_cache() -> dict:
     return config
 
 
-CACHES = {"default": _job_cache()}
-CACHES[JOB_CACHE_ALIAS] = dict(CACHES["default"], KEY_PREFIX="job")
-CACHES["default"]["KEY_PREFIX"] = "site"
+# Two aliases on the same backend: "jobs" holds photos, "default" the small things (rate limits).
+# With LocMem they get separate stores, so the byte budget counts photos only.
+CACHES = {"default": dict(_job_cache(), KEY_PREFIX="site"), JOB_CACHE_ALIAS: dict(_job_cache(), KEY_PREFIX="job")}
+if CACHES[JOB_CACHE_ALIAS]["BACKEND"] == "segmentation.cache.SweepingLocMemCache":
+    CACHES["default"]["LOCATION"] = CACHES[JOB_CACHE_ALIAS]["LOCATION"] + "-site"
 
 IMAGE_STORE_MAX_BYTES = _positive("IMAGE_STORE_MAX_BYTES", 2 * 1024**3)
 MAX_UPLOAD_BYTES = _positive("MAX_UPLOAD_BYTES", 20 * 1024**2, minimum=1024)
@@ -247,6 +249,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG  # development: serve from the app folders, no collectstatic
 
 # --- Logging: never images, codes or tokens ------------------------------------------------------------
 ADMINS = [("operator", a) for a in _setting(env.list, "ERROR_EMAILS", default=[])]

@@ -13,15 +13,3 @@ class UploadForm(forms.Form):
     image = forms.FileField(
         error_messages={"required": _("Please choose a photo to upload."), "empty": _("The file is empty. Please choose a photo.")},
     )
-
-
-class UnlockForm(forms.Form):
-    code = forms.CharField(
-        max_length=64,
-        strip=True,
-        error_messages={"required": _("Please enter your unlock code.")},
-    )
-
-
-class DownloadForm(forms.Form):
-    background = forms.CharField(required=False, max_length=16)

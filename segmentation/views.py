@@ -22,8 +22,9 @@ from portraitsite import ratelimit
 from portraitsite.errors import error_response
 from segmentation import images, jobs, store
 from segmentation.engines import engines_in_use
-from segmentation.forms import UnlockForm, UploadForm
+from segmentation.forms import UploadForm
 from segmentation.uploads import UploadTooLarge, body_too_large
+from unlock.forms import UnlockForm
 
 logger = logging.getLogger(__name__)
 

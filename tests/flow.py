@@ -1,0 +1,40 @@
+"""Driving the site like a visitor, through Django's test client."""
+
+from __future__ import annotations
+
+import time
+
+from django.test import Client
+
+from segmentation import store
+
+
+def upload(client: Client, data: bytes, mode: str = "cutout", name: str = "photo.jpg", **extra):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post("/jobs/", {"mode": mode, "image": SimpleUploadedFile(name, data, "image/jpeg")}, **extra)
+
+
+def token_of(response) -> str:
+    assert response.status_code == 303, response.content[:500]
+    return response["Location"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def wait_until(token: str, done, timeout: float = 60.0) -> store.Job:
+    """Poll the store until `done(job)`; the pool runs jobs in its own threads."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get(token)
+        assert job is not None, "job vanished"
+        if done(job):
+            return job
+        time.sleep(0.02)
+    raise AssertionError(f"job still {store.get(token)} after {timeout}s")
+
+
+def wait_ready(token: str) -> store.Job:
+    return wait_until(token, lambda job: job.state in (store.READY, store.FAILED))
+
+
+def wait_unlocked(token: str) -> store.Job:
+    return wait_until(token, lambda job: job.unlock != store.FINISHING)
