@@ -131,7 +131,7 @@ class FakeRemoveBg:
         return f"http://{host}:{port}{BASE_PATH}"
 
     def start(self) -> FakeRemoveBg:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-removebg", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-removebg", daemon=True)
         self._thread.start()
         return self
 
@@ -159,6 +159,11 @@ class FakeRemoveBg:
                         None if retry_after is None else str(retry_after), body, content_type)
         with self._lock:
             self._forced.extend([forced] * times)
+
+    def drop_next(self, times: int = 1) -> None:
+        """Close the connection without answering the next `times` authenticated requests."""
+        with self._lock:
+            self._forced.extend([Forced(status=0)] * times)
 
     def slow_next(self, seconds: float, times: int = 1) -> None:
         """Delay the next `times` answers by `seconds` (before anything is sent back)."""
@@ -221,6 +226,8 @@ class FakeRemoveBg:
         forced = self._next_forced()
         if forced is None and self.out_of_credits:
             forced = Forced(402, "Insufficient credits", "insufficient_credits")
+        if forced is not None and forced.status == 0:
+            return 0, [], b""
         if forced is not None:
             headers = [("Retry-After", forced.retry_after)] if forced.retry_after is not None else []
             if forced.body is not None:
@@ -485,6 +492,9 @@ def _handler_for(fake: FakeRemoveBg) -> type[BaseHTTPRequestHandler]:
             fake._record(request)
             status, headers, payload = fake.handle(request, body)
             request.status = status
+            if status == 0:  # drop_next: hang up, as a crashed load balancer would
+                self.close_connection = True
+                return
             delay = fake._next_delay()
             if delay and fake._stopping.wait(delay):
                 return
@@ -516,6 +526,13 @@ def portrait(width: int, height: int, *, background: tuple[int, int, int] = (90,
     draw.ellipse((cx - width * 0.12, height * 0.15, cx + width * 0.12, height * 0.45), fill=(224, 172, 140))
     draw.rectangle((cx - width * 0.25, height * 0.5, cx + width * 0.25, height), fill=(40, 40, 40))
     return image
+
+
+def jpeg(image: Image.Image, **options) -> bytes:
+    """`image` as JPEG bytes (quality 90 unless given); options go to Pillow's save."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **{"quality": 90, **options})
+    return buffer.getvalue()
 
 
 # --- pytest ---------------------------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""Every way remove.bg can fail becomes one RemoveBgError: what the visitor reads, what the
+operator reads, and whether trying again later may help."""
+
+import logging
+import socket
+
+import pytest
+from PIL import Image
+
+from segmentation.engines.base import EngineError
+from segmentation.images import accept_upload
+from segmentation.providers import removebg
+from segmentation.providers.http import Timeouts
+from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+
+NO_PERSON = "We could not find a person in this photo"
+UNAVAILABLE = "Background removal is temporarily unavailable"
+BUSY = "Background removal is busy right now"
+UNUSABLE = "The background removal service could not process this photo"
+
+
+@pytest.fixture
+def photo():
+    return accept_upload(jpeg(portrait(400, 300)))
+
+
+def failure(photo, size="preview") -> removebg.RemoveBgError:
+    with pytest.raises(removebg.RemoveBgError) as caught:
+        removebg.cut_out(photo, size)
+    assert isinstance(caught.value, EngineError)
+    return caught.value
+
+
+def test_photo_without_a_person_is_unknown_foreground(removebg_fake):
+    plain = accept_upload(jpeg(Image.new("RGB", (400, 300), (128, 128, 128))))
+    error = failure(plain)
+    assert error.visitor_message.startswith(NO_PERSON)
+    assert not error.retryable
+    assert (error.status, error.code) == (400, "unknown_foreground")
+    assert "Could not identify foreground" in error.operator_detail
+
+
+def test_unknown_foreground_is_recognised_without_a_code(removebg_fake, photo):
+    removebg_fake.fail_next(400, title="Could not identify foreground in image")
+    error = failure(photo)
+    assert error.visitor_message.startswith(NO_PERSON) and not error.retryable
+
+
+def test_out_of_credits_tells_the_operator_to_top_up(removebg_fake, photo, caplog):
+    removebg_fake.out_of_credits = True
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE)
+    assert error.retryable and error.status == 402
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "out of credits" in record.getMessage() and "Top up" in record.getMessage()
+
+
+def test_402_without_a_code_or_json_is_still_out_of_credits(removebg_fake, photo, caplog):
+    removebg_fake.fail_next(402, body=b"Payment Required", content_type="text/plain")
+    error = failure(photo)
+    assert error.status == 402 and error.retryable
+    assert "Payment Required" in error.operator_detail
+    assert any("out of credits" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_bad_key_tells_the_operator_to_check_the_setting(removebg_fake, photo, settings, caplog):
+    settings.REMOVEBG_API_KEY = "not-the-key"
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE)
+    assert (error.status, error.code) == (403, "auth_failed")
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "REMOVEBG_API_KEY" in record.getMessage()
+
+
+def test_missing_key_setting_fails_without_calling(removebg_fake, photo, settings):
+    settings.REMOVEBG_API_KEY = ""
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and "REMOVEBG_API_KEY" in error.operator_detail
+    assert removebg_fake.requests == []
+
+
+def test_other_400s_ask_for_another_photo(removebg_fake, photo, caplog):
+    removebg_fake.fail_next(400, title="Failed to read image", code="failed_to_read_image")
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNUSABLE) and not error.retryable
+    assert error.code == "failed_to_read_image"
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_rate_limit_that_persists_says_busy(removebg_fake, photo):
+    removebg_fake.fail_next(429, times=5, retry_after=1)
+    error = failure(photo)
+    assert error.visitor_message.startswith(BUSY) and error.retryable and error.status == 429
+
+
+def test_server_errors_say_temporarily_unavailable(removebg_fake, photo):
+    removebg_fake.fail_next(503, times=5)
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable and error.status == 503
+
+
+def test_html_error_page_from_a_proxy_is_handled(removebg_fake, photo):
+    removebg_fake.fail_next(502, times=5, body=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                            content_type="text/html")
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.status == 502
+    assert "502 Bad Gateway" in error.operator_detail
+
+
+def test_error_body_without_errors_list_is_handled(removebg_fake, photo):
+    removebg_fake.fail_next(400, body=b'{"message": "nope"}')
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNUSABLE) and error.status == 400
+
+
+def test_unreachable_service_says_temporarily_unavailable(removebg_fake, photo, settings):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{port}/v1.0"
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable and error.status is None
+
+
+def test_slow_answer_times_out_and_is_not_repeated(removebg_fake, photo, monkeypatch):
+    monkeypatch.setattr(removebg, "TIMEOUTS", Timeouts(connect=2.0, read=0.3))
+    removebg_fake.slow_next(3.0)
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable
+    assert "ReadTimeout" in error.operator_detail
+    # remove.bg may have done and billed the work: a read timeout is not sent again.
+    assert len(removebg_fake.requests) == 1
+
+
+def test_unreadable_success_body_is_an_error(removebg_fake, photo):
+    removebg_fake.fail_next(200, body=b"not a png", content_type="image/png")
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable
+
+
+def test_broken_zip_is_an_error(removebg_fake, monkeypatch):
+    big = accept_upload(jpeg(portrait(4000, 3000)))
+    removebg_fake.fail_next(200, body=b"PK\x03\x04 truncated", content_type="application/zip")
+    error = failure(big, "full")
+    assert error.visitor_message.startswith(UNAVAILABLE)
+    assert "zip" in error.operator_detail
+
+
+def test_failed_calls_cost_nothing(removebg_fake, photo, settings):
+    before = removebg.credits_charged()
+    removebg_fake.out_of_credits = True
+    failure(photo)
+    removebg_fake.out_of_credits = False
+    removebg_fake.fail_next(503, times=3)
+    failure(photo)
+    assert removebg.credits_charged() == before
+
+
+def test_visitor_messages_are_translated(removebg_fake, photo, monkeypatch):
+    # The messages go through gettext at the moment of failure, in the job's active language.
+    monkeypatch.setattr(removebg, "_", lambda text: "«" + text + "»")
+    removebg_fake.fail_next(503, times=3)
+    assert failure(photo).visitor_message.startswith("«" + UNAVAILABLE)
+

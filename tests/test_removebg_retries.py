@@ -1,0 +1,113 @@
+"""Retries are bounded and go only where they can help: counted as requests at the fake, with the
+waits recorded instead of slept."""
+
+import email.utils
+import time
+
+import pytest
+
+from segmentation.images import accept_upload
+from segmentation.providers import removebg
+from segmentation.providers.http import RetryPolicy
+from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def photo():
+    return accept_upload(jpeg(portrait(400, 300)))
+
+
+def test_rate_limit_waits_as_asked_then_succeeds(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(429, times=2, retry_after=3)
+    cutout = removebg.cut_out(photo, "preview")
+    assert [r.status for r in removebg_fake.requests] == [429, 429, 200]
+    assert removebg_sleeps == [3.0, 3.0]
+    assert cutout.credits == 0.25
+
+
+def test_rate_limit_is_retried_at_most_twice(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(429, times=10, retry_after=1)
+    with pytest.raises(removebg.RemoveBgError):
+        removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 3
+    assert removebg_sleeps == [1.0, 1.0]
+
+
+def test_retry_after_beyond_the_cap_is_not_waited_for(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(429, retry_after=60)
+    with pytest.raises(removebg.RemoveBgError) as caught:
+        removebg.cut_out(photo, "preview")
+    assert caught.value.status == 429
+    assert len(removebg_fake.requests) == 1 and removebg_sleeps == []
+
+
+def test_retry_after_as_an_http_date_is_honoured(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(429, retry_after=email.utils.formatdate(time.time() + 5, usegmt=True))
+    removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 2
+    (wait,) = removebg_sleeps
+    assert 3.0 <= wait <= 5.0
+
+
+def test_rate_limit_without_retry_after_backs_off(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(429, times=2)
+    removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 3
+    assert len(removebg_sleeps) == 2 and all(0 <= wait <= removebg.RETRY_POLICY.max_delay for wait in removebg_sleeps)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_retried_with_growing_jittered_backoff(removebg_fake, removebg_sleeps, photo, status):
+    removebg_fake.fail_next(status, times=2)
+    removebg.cut_out(photo, "preview")
+    assert [r.status for r in removebg_fake.requests] == [status, status, 200]
+    first, second = removebg_sleeps
+    policy = removebg.RETRY_POLICY
+    assert 0 <= first <= policy.base_delay and 0 <= second <= 2 * policy.base_delay
+
+
+def test_server_errors_give_up_after_three_tries(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.fail_next(503, times=10)
+    with pytest.raises(removebg.RemoveBgError):
+        removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 3 and len(removebg_sleeps) == 2
+
+
+def test_dropped_connections_are_retried(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.drop_next(times=2)
+    removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 3 and len(removebg_sleeps) == 2
+
+
+def test_connections_that_keep_dropping_give_up(removebg_fake, removebg_sleeps, photo):
+    removebg_fake.drop_next(times=10)
+    with pytest.raises(removebg.RemoveBgError) as caught:
+        removebg.cut_out(photo, "preview")
+    assert caught.value.retryable and caught.value.status is None
+    assert len(removebg_fake.requests) == 3
+
+
+@pytest.mark.parametrize(
+    "status, code",
+    [(400, "failed_to_read_image"), (400, "unknown_foreground"), (402, "insufficient_credits"), (403, "auth_failed")],
+)
+def test_refusals_are_never_retried(removebg_fake, removebg_sleeps, photo, status, code):
+    removebg_fake.fail_next(status, times=3, code=code, title="refused")
+    with pytest.raises(removebg.RemoveBgError):
+        removebg.cut_out(photo, "preview")
+    assert len(removebg_fake.requests) == 1 and removebg_sleeps == []
+
+
+def test_each_retry_sends_the_same_request(removebg_fake, photo):
+    removebg_fake.fail_next(503)
+    removebg_fake.fail_next(429, retry_after=0)
+    removebg.cut_out(photo, "full")
+    first, second, third = removebg_fake.requests
+    for request in (second, third):
+        assert request.fields == first.fields
+        assert request.file("image_file").data == first.file("image_file").data
+
+
+def test_backoff_ceiling_doubles_up_to_the_maximum():
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0, jitter=lambda low, high: high)
+    assert [policy.backoff(retry) for retry in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
