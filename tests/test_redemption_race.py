@@ -1,0 +1,171 @@
+"""A real race: 50 threads behind a barrier redeem the same code at once, on a file-backed SQLite
+database and on PostgreSQL, round after round. One conditional UPDATE must sell a one-use code
+exactly once and a three-use code exactly three times. The same race against a read-modify-write
+version (in this file, never in the app) oversells, which shows the test can fail.
+
+Each database runs in a subprocess configured only by DATABASE_URL, the way the site is deployed,
+so the test database of the rest of the suite (in-memory SQLite) is left alone. PostgreSQL gets a
+database of its own (test_portraitsite_race_<pid>), created and dropped here; `test` is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RACERS = 50
+ROUNDS = 20
+USES = (1, 3)
+ROOT = Path(__file__).resolve().parent.parent
+PG_SERVER = "postgres://postgres@127.0.0.1:5432"
+
+
+# --- the race, run inside the subprocess ---------------------------------------------------------
+
+
+def redeem_unguarded(code: str, tool: str) -> int:
+    """The bug the app avoids: read `used`, decide in Python, write the new value back."""
+    from unlock import codes
+    from unlock.models import Redemption, UnlockCode
+    from unlock.redemption import CodeRejected
+
+    row = UnlockCode.objects.get(digest=codes.digest(codes.normalise(code)))
+    if row.used >= row.max_uses:
+        raise CodeRejected("used_up")
+    UnlockCode.objects.filter(pk=row.pk).update(used=row.used + 1)
+    return Redemption.objects.create(code=row, tool=tool).pk
+
+
+def race_round(redeem, max_uses: int) -> dict:
+    import threading
+
+    from django.db import connection
+
+    from unlock.issuing import issue
+    from unlock.models import UnlockCode
+    from unlock.redemption import CodeRejected
+
+    batch = issue(1, max_uses=max_uses, expires_at=None, label="race")
+    code = batch.displayed[0]
+    barrier = threading.Barrier(RACERS)
+    outcomes: list[str] = []
+
+    def racer() -> None:
+        try:
+            connection.ensure_connection()  # connect first: the race is on the UPDATE
+            barrier.wait()
+            redeem(code, "cutout")
+            outcomes.append("sold")
+        except CodeRejected as rejected:
+            outcomes.append(rejected.reason)
+        except Exception as exc:  # noqa: BLE001 — reported, and fails the guarded test
+            outcomes.append(f"error: {type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    row = UnlockCode.objects.get(pk=batch.ids[0])
+    return {
+        "sold": outcomes.count("sold"),
+        "used_up": outcomes.count("used_up"),
+        "errors": sorted({o for o in outcomes if o.startswith("error")}),
+        "used": row.used,
+        "redemptions": row.redemptions.count(),
+    }
+
+
+def run_races() -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from unlock.redemption import redeem
+
+    call_command("migrate", verbosity=0)
+    results = {}
+    for name, function in (("guarded", redeem), ("unguarded", redeem_unguarded)):
+        for max_uses in USES:
+            results[f"{name}/{max_uses}"] = [race_round(function, max_uses) for _ in range(ROUNDS)]
+    return results
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def races_on(database_url: str) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "portraitsite.settings",
+        "DEBUG": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def sqlite_races(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("race") / "codes.sqlite3"
+    return races_on(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="module")
+def postgres_races() -> dict:
+    psycopg = pytest.importorskip("psycopg")
+    name = f"test_portraitsite_race_{os.getpid()}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/test", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable ({exc.__class__.__name__}: {exc})")
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield races_on(f"{PG_SERVER}/{name}")
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+BACKENDS = [
+    pytest.param("sqlite_races", id="sqlite-file"),
+    pytest.param("postgres_races", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("max_uses", USES)
+def test_a_code_is_sold_exactly_as_often_as_it_allows(request, backend, max_uses):
+    rounds = request.getfixturevalue(backend)[f"guarded/{max_uses}"]
+    assert len(rounds) == ROUNDS
+    for result in rounds:
+        assert result["errors"] == []
+        assert result["sold"] == max_uses
+        assert result["used_up"] == RACERS - max_uses
+        assert result["used"] == result["redemptions"] == max_uses
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_the_guard_the_same_race_oversells(request, backend):
+    results = request.getfixturevalue(backend)
+    oversold = [r for max_uses in USES for r in results[f"unguarded/{max_uses}"] if r["sold"] > max_uses]
+    # Not every round has to go wrong, but across 40 rounds some must: otherwise the race above
+    # could pass without really racing.
+    assert oversold, results["unguarded/1"]
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_races()))
