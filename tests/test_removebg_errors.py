@@ -132,6 +132,14 @@ def test_slow_answer_times_out_and_is_not_repeated(removebg_fake, photo, monkeyp
     assert len(removebg_fake.requests) == 1
 
 
+def test_body_that_stalls_times_out_and_is_not_repeated(removebg_fake, photo, monkeypatch):
+    monkeypatch.setattr(removebg, "TIMEOUTS", Timeouts(connect=2.0, read=0.3))
+    removebg_fake.slow_next(3.0, mid_body=True)
+    error = failure(photo)
+    assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable
+    assert len(removebg_fake.requests) == 1
+
+
 def test_unreadable_success_body_is_an_error(removebg_fake, photo):
     removebg_fake.fail_next(200, body=b"not a png", content_type="image/png")
     error = failure(photo)

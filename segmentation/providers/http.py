@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -110,15 +111,9 @@ def send(
     while True:
         try:
             response = session.request(method, url, timeout=timeouts.as_requests(), **kwargs)
-        except requests.ReadTimeout:
-            if not policy.retry_read_timeouts:
-                raise
-            failures += 1
-            if failures >= policy.attempts:
-                raise
-            _wait(policy, policy.backoff(failures), f"read timeout from {_where(url)}")
-            continue
         except (requests.ConnectionError, requests.Timeout) as exc:
+            if _is_read_timeout(exc) and not policy.retry_read_timeouts:
+                raise
             failures += 1
             if failures >= policy.attempts:
                 raise
@@ -145,6 +140,13 @@ def send(
             continue
 
         return response
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    # requests reports a timeout while reading the body as a ConnectionError wrapping urllib3's
+    # ReadTimeoutError; it means the same as ReadTimeout: the server was working on our request.
+    cause = exc.args[0] if exc.args else None
+    return isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError)
 
 
 def _wait(policy: RetryPolicy, seconds: float, reason: str) -> None:

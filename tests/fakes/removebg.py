@@ -37,6 +37,7 @@ DEFAULT_KEY = "fake-removebg-key"
 MAX_FILE_BYTES = 22 * 1000 * 1000
 MAX_INPUT_PIXELS = 50_000_000
 PNG_OUTPUT_CAP = 10_000_000
+MASK_WORKING_PIXELS = 1_000_000
 RATE_LIMIT = 500  # images per minute, weighted by input megapixels
 
 # size → (output cap in pixels, credits); `auto` is priced by the result it produced.
@@ -115,7 +116,7 @@ class FakeRemoveBg:
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._forced: deque[Forced] = deque()
-        self._delays: deque[float] = deque()
+        self._delays: deque[tuple[float, bool]] = deque()
         self._credits = 0.0
         self._window: tuple[int, float] = (0, 0.0)  # (minute, weight used)
         self._stopping = threading.Event()
@@ -165,10 +166,11 @@ class FakeRemoveBg:
         with self._lock:
             self._forced.extend([Forced(status=0)] * times)
 
-    def slow_next(self, seconds: float, times: int = 1) -> None:
-        """Delay the next `times` answers by `seconds` (before anything is sent back)."""
+    def slow_next(self, seconds: float, times: int = 1, *, mid_body: bool = False) -> None:
+        """Delay the next `times` answers by `seconds`: before anything is sent back, or with
+        `mid_body` after the headers and half of the body. The work is done (and charged) either way."""
         with self._lock:
-            self._delays.extend([seconds] * times)
+            self._delays.extend([(seconds, mid_body)] * times)
 
     # --- what happened ------------------------------------------------------------------------------
 
@@ -190,9 +192,9 @@ class FakeRemoveBg:
         with self._lock:
             return self._forced.popleft() if self._forced else None
 
-    def _next_delay(self) -> float:
+    def _next_delay(self) -> tuple[float, bool]:
         with self._lock:
-            return self._delays.popleft() if self._delays else 0.0
+            return self._delays.popleft() if self._delays else (0.0, False)
 
     def _charge(self, credits: float, input_pixels: int) -> tuple[int, int]:
         """Book credits and rate-limit weight; returns (remaining, reset)."""
@@ -417,14 +419,33 @@ def _decode_at_most(im: Image.Image, max_pixels: int) -> Image.Image:
 
 
 def _foreground_alpha(rgb: Image.Image) -> Image.Image:
-    """Soft mask of pixels that differ from the border's median colour (white = foreground)."""
+    """Soft mask of pixels unlike the background (white = foreground).
+
+    The background is modelled twice and a pixel is background if it is close to either: the
+    median colour of the whole border (a plain backdrop), or, along each row, the blend between that
+    row's left and right edge colours (a backdrop with a horizontal gradient or uneven light).
+    Like real matting models it works on a reduced copy (≤ 1 MP) and scales the mask up."""
+    if rgb.width * rgb.height > MASK_WORKING_PIXELS:
+        scale = math.sqrt(MASK_WORKING_PIXELS / (rgb.width * rgb.height))
+        small = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))), Image.Resampling.BILINEAR,
+                           reducing_gap=2.0)
+        return _foreground_alpha(small).resize(rgb.size, Image.Resampling.BILINEAR)
     pixels = np.asarray(rgb)
+    height, width = pixels.shape[:2]
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = np.median(border, axis=0)
-    distance = np.zeros(pixels.shape[:2], dtype=np.int16)
-    for channel in range(3):  # one channel at a time keeps a 25 MP image's temporaries small
-        np.maximum(distance, np.abs(pixels[..., channel].astype(np.int16) - int(background[channel])), out=distance)
-    alpha = np.clip((distance - 24) * 8, 0, 255).astype(np.uint8)
+    median = np.median(border, axis=0).astype(np.float32)
+    edge = max(1, min(4, width // 50))
+    left = np.median(pixels[:, :edge], axis=1).astype(np.float32)  # (height, 3)
+    right = np.median(pixels[:, -edge:], axis=1).astype(np.float32)
+    blend = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    alpha = np.empty((height, width), dtype=np.uint8)
+    for top in range(0, height, 256):  # bands keep the temporaries small
+        band = pixels[top : top + 256].astype(np.float32)
+        to_median = np.abs(band - median).max(axis=2)
+        row_background = left[top : top + 256, None, :] + (right - left)[top : top + 256, None, :] * blend[..., None]
+        to_rows = np.abs(band - row_background).max(axis=2)
+        distance = np.minimum(to_median, to_rows)
+        alpha[top : top + 256] = np.clip((distance - 24) * 8, 0, 255).astype(np.uint8)
     return Image.fromarray(alpha, "L")
 
 
@@ -495,8 +516,8 @@ def _handler_for(fake: FakeRemoveBg) -> type[BaseHTTPRequestHandler]:
             if status == 0:  # drop_next: hang up, as a crashed load balancer would
                 self.close_connection = True
                 return
-            delay = fake._next_delay()
-            if delay and fake._stopping.wait(delay):
+            delay, mid_body = fake._next_delay()
+            if delay and not mid_body and fake._stopping.wait(delay):
                 return
             try:
                 self.send_response(status)
@@ -504,7 +525,13 @@ def _handler_for(fake: FakeRemoveBg) -> type[BaseHTTPRequestHandler]:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                half = len(payload) // 2 if delay and mid_body else len(payload)
+                self.wfile.write(payload[:half])
+                if half < len(payload):
+                    self.wfile.flush()
+                    if fake._stopping.wait(delay):
+                        return
+                    self.wfile.write(payload[half:])
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a timeout test): nothing to answer
 
