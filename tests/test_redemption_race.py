@@ -83,6 +83,41 @@ def race_round(redeem, max_uses: int) -> dict:
     }
 
 
+def release_round() -> dict:
+    """Many threads give back the same redemption at once: the use comes back exactly once."""
+    import threading
+
+    from django.db import connection
+
+    from unlock.issuing import issue
+    from unlock.models import UnlockCode
+    from unlock.redemption import redeem, release
+
+    batch = issue(1, max_uses=3, expires_at=None, label="race")
+    first = redeem(batch.displayed[0], "cutout")
+    redeem(batch.displayed[0], "crowd")
+    barrier = threading.Barrier(RACERS)
+    errors: list[str] = []
+
+    def racer() -> None:
+        try:
+            connection.ensure_connection()
+            barrier.wait()
+            release(first)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"error: {type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    row = UnlockCode.objects.get(pk=batch.ids[0])
+    return {"errors": sorted(set(errors)), "used": row.used, "redemptions": row.redemptions.count()}
+
+
 def run_races() -> dict:
     import django
 
@@ -96,6 +131,7 @@ def run_races() -> dict:
     for name, function in (("guarded", redeem), ("unguarded", redeem_unguarded)):
         for max_uses in USES:
             results[f"{name}/{max_uses}"] = [race_round(function, max_uses) for _ in range(ROUNDS)]
+    results["release"] = [release_round() for _ in range(ROUNDS // 4)]
     return results
 
 
@@ -156,6 +192,12 @@ def test_a_code_is_sold_exactly_as_often_as_it_allows(request, backend, max_uses
         assert result["sold"] == max_uses
         assert result["used_up"] == RACERS - max_uses
         assert result["used"] == result["redemptions"] == max_uses
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_releases_give_the_use_back_once(request, backend):
+    for result in request.getfixturevalue(backend)["release"]:
+        assert result == {"errors": [], "used": 1, "redemptions": 1}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

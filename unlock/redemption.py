@@ -6,8 +6,6 @@ full-resolution work it paid for failed, so a failure never costs the visitor th
 
 from __future__ import annotations
 
-import logging
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -16,8 +14,6 @@ from django.utils.translation import gettext, gettext_lazy as _
 
 from unlock import codes
 from unlock.models import Redemption, State, UnlockCode
-
-logger = logging.getLogger(__name__)
 
 # reason → message for the visitor: what happened, and what to do about it.
 MESSAGES = {
@@ -66,7 +62,6 @@ def redeem(code: str, tool: str) -> int:
             raise CodeRejected("unknown")
         # A code that is redeemable again (a use was released meanwhile) still lost this race.
         raise CodeRejected(_REASON_FOR_STATE.get(current.state, "used_up"))
-    logger.info("Unlock code %s redeemed for %s (redemption %s).", code_id, tool, redemption.pk)
     return redemption.pk
 
 
@@ -78,8 +73,6 @@ def release(redemption_id: int) -> None:
     # Only the caller whose DELETE removed the row gives the use back, so concurrent or repeated
     # releases decrement once.
     with transaction.atomic():
-        deleted, _ = Redemption.objects.filter(pk=redemption_id).delete()
+        deleted, _per_model = Redemption.objects.filter(pk=redemption_id).delete()
         if deleted:
             UnlockCode.objects.filter(pk=code_id, used__gt=0).update(used=F("used") - 1)
-    if deleted:
-        logger.info("Released redemption %s of unlock code %s.", redemption_id, code_id)
