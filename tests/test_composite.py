@@ -1,0 +1,126 @@
+"""The full-resolution crowd composite: original pixels wherever the model did not really change
+anything, the model's pixels where it erased someone."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skimage_data
+
+from segmentation import composite
+from tests.fakes.dashscope import redraw, street_scene
+
+
+def model_frame(scene, size=(2048, 1365), **drift):
+    """What the model returns for `scene` asked to remove its passers-by."""
+    return redraw(scene.image, size, erase=scene.passers_by, **drift)
+
+
+def box_pixels(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    left, top, right, bottom = box
+    return array[top:bottom, left:right]
+
+
+def shrink(box: tuple[int, int, int, int], margin: int) -> tuple[int, int, int, int]:
+    return box[0] + margin, box[1] + margin, box[2] - margin, box[3] - margin
+
+
+@pytest.mark.parametrize(
+    "drift",
+    [
+        {"colour_shift": 2},
+        {"colour_shift": 3, "blur": 1.2},
+        {"colour_shift": 2, "zoom": 1.01},
+        {"colour_shift": -3, "blur": 0.8, "zoom": 0.992},
+    ],
+    ids=["colour-shift", "softer", "zoomed-in", "zoomed-out"],
+)
+def test_subject_keeps_its_exact_original_pixels_despite_model_drift(drift):
+    scene = street_scene(3000, 2000)
+    result, changes = composite.composite(scene.image, model_frame(scene, **drift))
+
+    original, out = np.asarray(scene.image), np.asarray(result)
+    subject = scene.pixels(scene.subject)
+    assert np.array_equal(box_pixels(out, subject), box_pixels(original, subject))
+    # Only the two passers-by changed: each 3.2% of the frame, plus a dilated, feathered edge.
+    assert 0.064 < changes.fraction < 0.11
+
+
+def test_only_pixels_near_the_erased_passers_by_differ_from_the_original():
+    scene = street_scene(2400, 1600)
+    result, _ = composite.composite(scene.image, model_frame(scene, size=(2048, 1365), blur=1.0))
+
+    changed = np.any(np.asarray(result) != np.asarray(scene.image), axis=2)
+    near_passers_by = np.zeros_like(changed)
+    for passer_by in scene.passers_by:
+        left, top, right, bottom = scene.pixels(passer_by)
+        margin = 60  # dilation and feathering: about 2.5% of the long side
+        near_passers_by[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin] = True
+    assert changed.any()
+    assert not (changed & ~near_passers_by).any()
+
+
+def test_erased_passers_by_come_from_the_model_with_its_colour_drift_undone():
+    scene = street_scene(3000, 2000)
+    frame = model_frame(scene, colour_shift=4)
+    result, _ = composite.composite(scene.image, frame)
+
+    out = np.asarray(result).astype(int)
+    for passer_by in scene.passers_by:
+        inside = shrink(scene.pixels(passer_by), 20)
+        model_inside = shrink(scene.pixels(passer_by, frame.size), 14)
+        fill = np.asarray(frame).astype(int)[model_inside[1]:model_inside[3], model_inside[0]:model_inside[2]]
+        region = box_pixels(out, inside)
+        # The dark figure is gone: the region holds the model's fill, shifted back by its drift.
+        assert region.mean() > 120
+        assert np.abs(region.mean(axis=(0, 1)) - (fill.mean(axis=(0, 1)) - 4)).max() < 1.5
+
+
+def test_nothing_removed_gives_back_the_original_exactly():
+    scene = street_scene(1600, 1200)
+    frame = redraw(scene.image, (2048, 1536), erase=[], colour_shift=2, blur=1.0)
+    result, changes = composite.composite(scene.image, frame)
+
+    assert not changes.any
+    assert np.array_equal(np.asarray(result), np.asarray(scene.image))
+
+
+def test_a_frame_with_a_slightly_different_aspect_ratio_is_aligned_by_resizing():
+    scene = street_scene(3000, 2000)
+    frame = model_frame(scene, size=(2048, 1328))  # 3% flatter than the photo
+    result, changes = composite.composite(scene.image, frame)
+
+    subject = scene.pixels(scene.subject)
+    assert np.array_equal(box_pixels(np.asarray(result), subject), box_pixels(np.asarray(scene.image), subject))
+    assert changes.fraction < 0.11
+
+
+def test_transparency_is_kept_exactly():
+    scene = street_scene(1200, 800)
+    rgba = scene.image.convert("RGBA")
+    alpha = np.full((800, 1200), 255, np.uint8)
+    alpha[:, :60] = 0  # a transparent strip on the left
+    alpha[:, 60:90] = 128
+    rgba.putalpha(Image.fromarray(alpha))
+    frame = redraw(composite.on_white(rgba), (1536, 1024), erase=scene.passers_by)
+
+    result, _ = composite.composite(rgba, frame)
+
+    assert result.mode == "RGBA"
+    assert np.array_equal(np.asarray(result)[..., 3], alpha)
+    subject = scene.pixels(scene.subject)
+    assert np.array_equal(box_pixels(np.asarray(result), subject), box_pixels(np.asarray(rgba), subject))
+
+
+def test_a_real_photo_keeps_the_astronaut_and_loses_the_erased_object():
+    photo = Image.fromarray(skimage_data.astronaut())  # 512×512, a real person
+    rocket = (0.66, 0.0, 0.9, 0.55)  # the model of the shuttle behind her, as if it were a passer-by
+    frame = redraw(photo, (1024, 1024), erase=[rocket], colour_shift=2, blur=0.7)
+
+    result, changes = composite.composite(photo, frame)
+
+    out, original = np.asarray(result), np.asarray(photo)
+    face_and_suit = (100, 30, 300, 512)
+    assert np.array_equal(box_pixels(out, face_and_suit), box_pixels(original, face_and_suit))
+    rocket_pixels = (360, 40, 440, 260)
+    assert np.abs(box_pixels(out, rocket_pixels).astype(int) - box_pixels(original, rocket_pixels)).mean() > 20
+    assert changes.fraction < 0.25
