@@ -131,6 +131,20 @@ def test_an_upload_over_22_mb_is_shrunk_keeping_transparency(removebg_fake, monk
     assert image.width < 400 and abs(image.width / image.height - 400 / 300) < 0.02
 
 
+def test_an_oversized_jpeg_is_re_encoded_before_any_pixel_is_lost(removebg_fake, monkeypatch):
+    rng = np.random.default_rng(3)
+    textured = np.clip(np.asarray(portrait(400, 300), dtype=int) + rng.integers(-40, 40, (300, 400, 3)), 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # sideways: the upright copy is rebuilt at quality 95
+    photo = accept_upload(jpeg(Image.fromarray(textured.astype(np.uint8)), exif=exif.tobytes()))
+    rebuilt = len(photo.upright_bytes()[0])
+    monkeypatch.setattr(removebg, "MAX_INPUT_BYTES", int(rebuilt * 0.9))
+    removebg.cut_out(photo, "full")
+    sent = removebg_fake.requests[0].file("image_file").data
+    assert len(sent) <= rebuilt * 0.9
+    assert decode(sent).size == (300, 400)
+
+
 def test_an_upload_over_the_pixel_limit_is_scaled_to_it(removebg_fake, monkeypatch):
     monkeypatch.setattr(removebg, "MAX_INPUT_PIXELS", 100_000)
     photo = accept_upload(jpeg(portrait(800, 600)))
