@@ -175,7 +175,12 @@ def test_concurrent_jobs_are_all_counted(removebg_fake, credits):
 
 @pytest.mark.parametrize(
     "choice, key, expected",
-    [("auto", "a-key", "removebg"), ("auto", "", "local"), ("removebg", "a-key", "removebg"), ("local", "a-key", "local")],
+    [
+        ("auto", "a-key", "removebg"),
+        ("auto", "", "local"),
+        ("removebg", "a-key", "removebg"),
+        ("local", "a-key", "local"),
+    ],
 )
 def test_settings_choose_the_cutout_engine(settings, choice, key, expected):
     settings.BACKGROUND_ENGINE = choice

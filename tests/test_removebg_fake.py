@@ -76,7 +76,8 @@ def test_type_is_decided_by_magic_bytes_not_by_name(fake):
     Image.new("RGB", (50, 50), "red").save(gif, "GIF")
     refused = post(fake, data={"size": "preview"}, files={"image_file": ("p.jpg", gif.getvalue(), "image/jpeg")})
     assert refused.json()["errors"][0]["code"] == "invalid_file_type"
-    accepted = post(fake, data={"size": "preview"}, files={"image_file": ("p.gif", jpeg(portrait(300, 200)), "image/gif")})
+    named_gif = {"image_file": ("p.gif", jpeg(portrait(300, 200)), "image/gif")}
+    accepted = post(fake, data={"size": "preview"}, files=named_gif)
     assert accepted.status_code == 200
 
 
@@ -180,7 +181,9 @@ def test_a_plain_image_has_no_foreground(fake):
     flat = jpeg(Image.new("RGB", (300, 200), (200, 200, 200)))
     response = post(fake, data={"size": "preview"}, files={"image_file": ("p.jpg", flat, "image/jpeg")})
     assert response.status_code == 400
-    assert response.json() == {"errors": [{"title": "Could not identify foreground in image", "code": "unknown_foreground"}]}
+    assert response.json() == {
+        "errors": [{"title": "Could not identify foreground in image", "code": "unknown_foreground"}]
+    }
 
 
 def test_switches_force_402_429_and_5xx(fake):

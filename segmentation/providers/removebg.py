@@ -161,10 +161,11 @@ def cut_out(photo: Photo, size: str) -> Cutout:
 def _upload_for(photo: Photo, size: str) -> tuple[bytes, str, int]:
     """The bytes to send, their media type and their pixel count.
 
-    A preview is at most 0.25 MP, so a reduced copy (the one intake already decoded) gives remove.bg
-    all it needs from a fraction of the pixels (1.8 MP of a 12 MP photo): a faster upload, less of the visitor's photo
-    handed over, and less weight against the rate limit, which counts input megapixels. The full
-    call sends the photo itself, re-encoded only if it breaks remove.bg's input limits.
+    A preview is at most 0.25 MP, so a reduced copy (the one intake already decoded) gives
+    remove.bg all it needs from a fraction of the pixels (1.8 MP of a 12 MP photo): a faster
+    upload, less of the visitor's photo handed over, and less weight against the rate limit, which
+    counts input megapixels. The full call sends the photo itself, re-encoded only if it breaks
+    remove.bg's input limits.
     """
     if size == "preview":
         reduced = photo.open_reduced(WORKING_LONG_SIDE)

@@ -132,7 +132,9 @@ class FakeRemoveBg:
         return f"http://{host}:{port}{BASE_PATH}"
 
     def start(self) -> FakeRemoveBg:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-removebg", daemon=True)
+        # A short poll interval: shutdown() waits for the loop to notice, once per test.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-removebg",
+                                        daemon=True)
         self._thread.start()
         return self
 
