@@ -93,3 +93,12 @@ def test_without_an_unlock_key_the_digest_key_comes_from_secret_key(settings):
     import hmac
 
     assert first != hmac.new(b"secret one", CODE.encode(), hashlib.sha256).hexdigest()
+
+
+def test_deploy_check_warns_when_codes_hang_on_secret_key(settings):
+    from unlock.checks import check_unlock_code_key
+
+    settings.UNLOCK_CODE_KEY = ""
+    assert [w.id for w in check_unlock_code_key(None)] == ["unlock.W001"]
+    settings.UNLOCK_CODE_KEY = "its own key"
+    assert check_unlock_code_key(None) == []

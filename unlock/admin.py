@@ -8,6 +8,7 @@ kept anywhere), and only digests and hints remain. Log entries name codes by the
 from __future__ import annotations
 
 import base64
+import datetime
 import secrets
 
 from django.contrib import admin, messages
@@ -19,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.text import slugify
 from django.utils.translation import gettext, gettext_lazy as _, ngettext
 
@@ -31,6 +33,11 @@ from unlock.models import Redemption, State, UnlockCode
 # (the browser re-posts the form) cannot quietly create a second batch.
 PENDING_BATCHES = "unlock.pending_batches"
 MAX_PENDING_BATCHES = 20
+
+
+def _short(moment: datetime.datetime) -> str:
+    # The short form keeps the list within the page next to the filters.
+    return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -63,7 +70,7 @@ class RedemptionInline(admin.TabularInline):
 
 @admin.register(UnlockCode)
 class UnlockCodeAdmin(admin.ModelAdmin):
-    list_display = ("code_hint", "label", "uses", "expiry", "state_display", "created_at")
+    list_display = ("code_hint", "label", "uses", "expiry", "state_display", "created")
     list_filter = (StateFilter, "label")
     search_fields = ("label", "hint")
     actions = ("deactivate", "reactivate")
@@ -84,8 +91,12 @@ class UnlockCodeAdmin(admin.ModelAdmin):
         return f"{obj.used}/{obj.max_uses}"
 
     @admin.display(description=_("expires"), ordering="expires_at")
-    def expiry(self, obj: UnlockCode):
-        return obj.expires_at or gettext("never")
+    def expiry(self, obj: UnlockCode) -> str:
+        return _short(obj.expires_at) if obj.expires_at else gettext("never")
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created(self, obj: UnlockCode) -> str:
+        return _short(obj.created_at)
 
     @admin.display(description=_("state"))
     def state_display(self, obj: UnlockCode) -> str:
