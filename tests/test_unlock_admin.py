@@ -96,6 +96,18 @@ def test_the_admin_log_never_holds_a_code(staff):
     assert {e.object_repr for e in entries} == {f"…-{code[-4:]}" for code in shown}
 
 
+def test_no_plaintext_is_kept_in_the_session(staff):
+    from django.contrib.sessions.models import Session
+
+    page = generate(staff, count=3)
+    shown = [codes.normalise(code) for code in CODE_IN_PAGE.findall(page.text)]
+    assert len(shown) == 3
+    for session in Session.objects.all():
+        decoded = repr(session.get_decoded())
+        assert not any(code in codes.normalise_fragment(decoded) for code in shown)
+        assert not CODE_IN_PAGE.search(decoded)
+
+
 def test_reposting_the_same_form_does_not_make_a_second_batch(staff):
     token = batch_token(staff)
     first = generate(staff, batch=token)

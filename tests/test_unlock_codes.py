@@ -102,3 +102,20 @@ def test_deploy_check_warns_when_codes_hang_on_secret_key(settings):
     assert [w.id for w in check_unlock_code_key(None)] == ["unlock.W001"]
     settings.UNLOCK_CODE_KEY = "its own key"
     assert check_unlock_code_key(None) == []
+
+
+def test_the_unlock_form_normalises_what_is_typed():
+    from unlock.forms import UnlockForm
+
+    form = UnlockForm({"code": "o123 4567 89ab cdel"})
+    assert form.is_valid()
+    assert form.cleaned_data["code"] == "0123456789ABCDE1"
+
+
+@pytest.mark.parametrize("typed", ["", "0123-4567-89AB-CDEU", "x" * 65])
+def test_the_unlock_form_explains_a_malformed_code(typed):
+    from unlock.forms import UnlockForm
+
+    form = UnlockForm({"code": typed})
+    assert not form.is_valid()
+    assert form.errors["code"] == [str(codes.MALFORMED_MESSAGE)]
