@@ -15,8 +15,8 @@ requested `size` with the drift an image-edit model has — a global colour shif
 
 Switches make it fail the way DashScope does: `fail_next` (any status and code, optionally with
 Retry-After), `moderate_next` (DataInspectionFailed), `throttle_next` (429 Throttling.RateQuota),
-`break_next` (500 InternalError), `code_in_200_next`, `slow_next`, `drop_next` (hang up after
-reading the request) and `fail_download_next`. Every request is recorded.
+`break_next` (500 InternalError), `code_in_200_next`, `slow_next`, `stall_next` (half an answer, then
+silence), `drop_next` (hang up after reading the request) and `fail_download_next`. Every request is recorded.
 
 Run on its own: `python -m tests.fakes.dashscope --port 8902 [--key KEY]`.
 """
@@ -115,6 +115,7 @@ class FakeDashScope:
         self._code_in_200: deque[str] = deque()
         self._download_failures: deque[int] = deque()
         self._delays: deque[float] = deque()
+        self._stalls: deque[float] = deque()
         self._results: dict[str, StoredResult] = {}
         self._signing_key = uuid.uuid4().bytes
         self._stopping = threading.Event()
@@ -187,6 +188,12 @@ class FakeDashScope:
         with self._lock:
             self._delays.extend([seconds] * times)
 
+    def stall_next(self, seconds: float, times: int = 1) -> None:
+        """Send the headers and half of the next `times` generation answers, then go quiet for
+        `seconds`: the image was made, the answer never fully arrives."""
+        with self._lock:
+            self._stalls.extend([seconds] * times)
+
     def fail_download_next(self, status: int, times: int = 1) -> None:
         with self._lock:
             self._download_failures.extend([status] * times)
@@ -248,7 +255,7 @@ class FakeDashScope:
             return _error(200, code, f"fake {code}", request_id)
 
         edited = self.edit(frame, _output_size(parameters.get("size"), frame.size))
-        url = self.result_url or self.publish(edited)
+        url = self.publish(edited) if self.result_url is None else self.result_url
         answer = {
             "output": {"choices": [{"finish_reason": "stop", "message": {
                 "role": "assistant", "content": [{"image": url}]}}]},
@@ -481,16 +488,24 @@ def _handler_for(fake: FakeDashScope) -> type[BaseHTTPRequestHandler]:
             if status == 0:  # drop_next: the request arrived, the answer never leaves
                 self.close_connection = True
                 return
+            stall = None
             if request.path == GENERATION_PATH:
                 delay = fake._pop(fake._delays)
                 if delay and fake._stopping.wait(delay):
                     return
+                stall = fake._pop(fake._stalls)
             try:
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if stall is not None:
+                    self.wfile.write(payload[: len(payload) // 2])
+                    self.wfile.flush()
+                    fake._stopping.wait(stall)
+                    self.close_connection = True
+                    return
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (a timeout test)

@@ -1,0 +1,479 @@
+"""Alibaba Cloud DashScope (Model Studio) client: the only code that talks to DashScope.
+
+One job is one synchronous call to `qwen-image-edit-plus` (settings.DASHSCOPE_MODEL) with the photo
+inline as a base64 data URI — never a public URL, never DashScope's `oss://` temporary upload, whose
+files sit in a bucket for 48 h and cannot be deleted. The answer names a signed result URL on
+Alibaba's storage (it lives 24 h; there is no delete call), which we fetch at once into memory.
+
+Each call costs money (about 0.2 CNY per output image), so a job never calls twice: we retry only
+what cannot have been billed — a connection that was never made, a 429 throttle, a 500/503/504
+(failed calls are not billed). A read timeout or a connection dropped after the request went out
+may have produced (and billed) an image, so those end the job. The shared retry loop in
+`segmentation.providers.http` does the waiting; this module decides what is safe.
+
+Contract: /work/shared/specs/dashscope.md. Never logged: the key, image bytes, data URIs, and the
+result URL's query (its signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.utils.translation import gettext as _
+from PIL import Image
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
+
+from segmentation.composite import on_white
+from segmentation.engines.base import EngineError
+from segmentation.images import Photo
+from segmentation.providers import http
+
+logger = logging.getLogger(__name__)
+
+GENERATION_PATH = "/services/aigc/multimodal-generation/generation"
+
+# The instruction (≤ 800 characters). Qwen follows English instructions well; the wording names
+# what to keep as firmly as what to remove, because an image-edit model redraws the whole frame.
+DEFAULT_PROMPT = (
+    "Remove all passers-by, bystanders and other people in the background from this photo, and "
+    "fill the places where they were with the scenery that would naturally be behind them. "
+    "Keep the main subject, the person or people the photo is of, exactly as they are: same face, "
+    "expression, pose, hair, clothing and position. Change nothing else: keep the same framing, "
+    "composition, perspective, lighting, colours and sharpness, and add nothing new."
+)
+# What the model must not produce (≤ 500 characters).
+DEFAULT_NEGATIVE_PROMPT = (
+    "extra people, remaining passers-by, partial bodies, ghost figures, silhouettes, leftover "
+    "shadows or reflections of removed people, duplicated objects, altered face, changed subject, "
+    "changed pose, different framing, cropping, zoom, blur, distortion, artifacts, text, watermark"
+)
+PROMPT_MAX_CHARS = 800
+NEGATIVE_PROMPT_MAX_CHARS = 500
+
+# Input limits: the documented cap is 10 MB per image, but whether that counts the raw or the
+# base64 size is unconfirmed, so the raw bytes stay under 7 MB (base64: 9.4 MB).
+MAX_INPUT_BYTES = 7 * 1024 * 1024
+MIN_INPUT_SIDE, MAX_INPUT_SIDE = 384, 3072
+MAX_ASPECT = MAX_INPUT_SIDE / MIN_INPUT_SIDE  # 8:1; beyond it no scaling meets both limits
+# Smaller photos are scaled up to MIN_INPUT_SIDE for the model (the composite scales its answer
+# back down), but below this there is too little to find people in.
+MIN_PHOTO_SIDE = 128
+INPUT_JPEG_QUALITY = 92
+# Output `size`: each side 512–2048 (plus/max models only).
+MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE = 512, 2048
+MAX_RESULT_BYTES = 40 * 1024 * 1024  # a noisy 2048×2048 RGBA PNG stays well below this
+SEED_LIMIT = 2**31 - 1
+
+# The model answers in seconds (reports of ~8 s) but a read timeout is the one failure we cannot
+# retry without paying twice, so it is generous.
+GENERATION_TIMEOUTS = http.Timeouts(connect=10.0, read=180.0)
+DOWNLOAD_TIMEOUTS = http.Timeouts(connect=10.0, read=60.0)
+RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, rate_limit_retries=2, retry_after_cap=20.0)
+USER_AGENT = "portraitsite (+crowd removal)"
+
+
+@dataclass
+class ModelInput:
+    """The photo as sent: encoded, upright, metadata-free, within DashScope's limits."""
+
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+
+    def data_uri(self) -> str:
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+@dataclass
+class EditedImage:
+    data: bytes  # the model's frame as downloaded (PNG)
+    width: int
+    height: int
+    request_id: str
+
+
+class DashScopeError(EngineError):
+    """Any DashScope failure. `code` is DashScope's error code ("" for transport failures)."""
+
+    def __init__(self, visitor_message: str, operator_detail: str, *, retryable: bool = False, code: str = "",
+                 status: int | None = None):
+        super().__init__(visitor_message, operator_detail, retryable=retryable)
+        self.code = code
+        self.status = status
+
+
+# --- What we send --------------------------------------------------------------------------------
+
+
+def prompt() -> str:
+    return str(getattr(settings, "DASHSCOPE_PROMPT", "") or DEFAULT_PROMPT)[:PROMPT_MAX_CHARS]
+
+
+def negative_prompt() -> str:
+    return str(getattr(settings, "DASHSCOPE_NEGATIVE_PROMPT", "") or DEFAULT_NEGATIVE_PROMPT)[:NEGATIVE_PROMPT_MAX_CHARS]
+
+
+def input_size(width: int, height: int) -> tuple[int, int]:
+    """The size the photo is sent at: long side ≤ 3072, short side ≥ 384, aspect kept.
+
+    Small photos are scaled up rather than padded: a padded frame gives the model a border to
+    "repair" and the composite a frame to re-align, while an upscaled one is simply scaled back.
+    """
+    long_side, short_side = max(width, height), min(width, height)
+    scale = 1.0
+    if long_side > MAX_INPUT_SIDE:
+        scale = MAX_INPUT_SIDE / long_side
+    if short_side * scale < MIN_INPUT_SIDE:
+        scale = MIN_INPUT_SIDE / short_side
+    clamp = lambda side: min(MAX_INPUT_SIDE, max(MIN_INPUT_SIDE, round(side * scale)))  # noqa: E731
+    return clamp(width), clamp(height)
+
+
+def output_size(width: int, height: int) -> tuple[int, int] | None:
+    """The `size` to ask for: the photo's aspect ratio with the long side as large as the model
+    allows (2048), but not beyond the photo's own long side, since the composite would only scale
+    the extra pixels away again (a larger frame costs the same but takes longer). None when no size
+    within 512–2048 keeps the aspect ratio (beyond 4:1): the model then keeps the input's own."""
+    long_side, short_side = max(width, height), min(width, height)
+    out_long = min(MAX_OUTPUT_SIDE, max(long_side, MIN_OUTPUT_SIDE))
+    out_short = round(out_long * short_side / long_side)
+    if out_short < MIN_OUTPUT_SIDE:
+        out_long = round(MIN_OUTPUT_SIDE * long_side / short_side)
+        out_short = MIN_OUTPUT_SIDE
+        if out_long > MAX_OUTPUT_SIDE:
+            return None
+    return (out_long, out_short) if width >= height else (out_short, out_long)
+
+
+def model_input(photo: Photo) -> ModelInput:
+    """The photo prepared for DashScope, or a DashScopeError when it cannot be (before any call)."""
+    width, height = photo.width, photo.height
+    if min(width, height) < MIN_PHOTO_SIDE:
+        raise DashScopeError(
+            _("This photo is too small for crowd removal. Please upload one at least %(side)s pixels "
+              "on each side.") % {"side": MIN_PHOTO_SIDE},
+            f"photo {width}x{height} below {MIN_PHOTO_SIDE} px",
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise DashScopeError(
+            _("This photo is too long and narrow for crowd removal (at most 8 times as wide as it is "
+              "tall, or the other way round). Please crop it and try again."),
+            f"photo {width}x{height} beyond {MAX_ASPECT:.0f}:1",
+        )
+    target = input_size(width, height)
+    if target == (width, height) and photo.media_type == "image/jpeg" and not photo.has_alpha:
+        # Intake already cut the JPEG's metadata out; send its pixel stream untouched if we can.
+        data, media_type = photo.upright_bytes()
+        if len(data) <= MAX_INPUT_BYTES:
+            return ModelInput(data, media_type, width, height)
+    image = on_white(photo.open_reduced(max(target)))
+    while True:
+        if image.size != target:
+            image = image.resize(target, Image.Resampling.LANCZOS)
+        for quality in (INPUT_JPEG_QUALITY, 85, 75):
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=quality)
+            if buffer.tell() <= MAX_INPUT_BYTES:
+                return ModelInput(buffer.getvalue(), "image/jpeg", *target)
+        # Only pure noise gets here: shrink and try again, never below the minimum side.
+        factor = max(0.75, MIN_INPUT_SIDE / min(target))
+        if factor >= 1.0:
+            raise DashScopeError(_unprocessable_photo(), f"cannot encode {target} under {MAX_INPUT_BYTES} bytes")
+        target = (round(target[0] * factor), round(target[1] * factor))
+
+
+def request_body(image: ModelInput, *, seed: int | None = None) -> dict:
+    parameters = {
+        "n": 1,
+        "prompt_extend": False,  # an LLM would rewrite the instruction: unpredictable edits
+        "watermark": False,
+        "negative_prompt": negative_prompt(),
+        # A fresh seed per call: a visitor who tries the same photo again wants another attempt.
+        "seed": secrets.randbelow(SEED_LIMIT + 1) if seed is None else seed,
+    }
+    size = output_size(image.width, image.height)
+    if size is not None:
+        parameters["size"] = f"{size[0]}*{size[1]}"
+    return {
+        "model": settings.DASHSCOPE_MODEL,
+        "input": {"messages": [{"role": "user", "content": [{"image": image.data_uri()}, {"text": prompt()}]}]},
+        "parameters": parameters,
+    }
+
+
+# --- The client ----------------------------------------------------------------------------------
+
+
+class RequestMayHaveArrived(requests.RequestException):
+    """The connection failed after the request was (perhaps) sent: DashScope may have generated,
+    and billed, an image. Deliberately not a ConnectionError, so the shared loop does not retry."""
+
+
+class _UnsentOnlyAdapter(HTTPAdapter):
+    """Lets only failures to *make* a connection through as retryable ConnectionErrors.
+
+    requests reports a refused connection and a connection reset while awaiting the answer with
+    the same ConnectionError; only the first is safe to repeat for a billed call.
+    """
+
+    def send(self, request, *args, **kwargs):
+        try:
+            return super().send(request, *args, **kwargs)
+        except requests.ConnectTimeout:
+            raise
+        except requests.ConnectionError as exc:
+            if _never_connected(exc):
+                raise
+            raise RequestMayHaveArrived(f"connection lost after sending: {type(exc.args[0]).__name__}",
+                                        request=request) from exc
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError)  # includes DNS failures (NameResolutionError)
+
+
+class NoAuth(requests.auth.AuthBase):
+    """Makes sure a request carries no Authorization header (requests would otherwise add one
+    from ~/.netrc): the signed result URL is its own credential, and our key must not travel there."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request
+
+
+class DashScopeClient:
+    """One client per job; not shared between threads (it owns a requests session)."""
+
+    def __init__(self, *, api_url: str | None = None, api_key: str | None = None,
+                 policy: http.RetryPolicy | None = None, generation_timeouts: http.Timeouts | None = None,
+                 download_timeouts: http.Timeouts | None = None):
+        self.api_url = (api_url or settings.DASHSCOPE_API_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else settings.DASHSCOPE_API_KEY
+        self.policy = policy or RETRY_POLICY
+        self.generation_timeouts = generation_timeouts or GENERATION_TIMEOUTS
+        self.download_timeouts = download_timeouts or DOWNLOAD_TIMEOUTS
+        # Two sessions: the billed call may only repeat what never reached DashScope, while the
+        # result download is free to repeat after any failure.
+        self.session = http.new_session(USER_AGENT)
+        adapter = _UnsentOnlyAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.download_session = http.new_session(USER_AGENT)
+
+    def erase_people(self, photo: Photo) -> EditedImage:
+        """The one billed call for a job, and the download of its result."""
+        if not self.api_key:
+            raise _unavailable("DASHSCOPE_API_KEY is not set", code="")
+        image = model_input(photo)
+        answer = self._generate(request_body(image))
+        url, request_id, usage = _result_url(answer)
+        data = self.download(url)
+        width, height = _image_size(data)
+        logger.info("DashScope edit done: sent %dx%d (%d bytes), got %dx%d (usage %s), request %s",
+                    image.width, image.height, len(image.data), width, height, usage, request_id)
+        return EditedImage(data, width, height, request_id)
+
+    def close(self) -> None:
+        self.session.close()
+        self.download_session.close()
+
+    def _generate(self, body: dict) -> dict:
+        url = self.api_url + GENERATION_PATH
+        try:
+            response = http.send(
+                self.session, "POST", url, timeouts=self.generation_timeouts, policy=self.policy,
+                data=json.dumps(body).encode(),
+                headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(exc, self.generation_timeouts.read) from exc
+        with response:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+        if not isinstance(answer, dict):
+            answer = {}
+        if response.status_code != 200 or answer.get("code"):
+            raise error_for(response.status_code, answer)
+        return answer
+
+    def download(self, url: str) -> bytes:
+        """The signed result, fetched into memory with a plain GET: no key, no redirects."""
+        check_result_url(url, self.api_url)
+        where = url.split("?", 1)[0]  # the query holds the signature
+        try:
+            response = http.send(
+                self.download_session, "GET", url, timeouts=self.download_timeouts, policy=self.policy,
+                auth=NoAuth(), stream=True, allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise DashScopeError(
+                _result_unavailable_message(), f"DashScope result download from {where} failed: {type(exc).__name__}",
+                retryable=True,
+            ) from exc
+        with response:
+            if response.status_code != 200:
+                raise DashScopeError(_result_unavailable_message(),
+                                     f"DashScope result download from {where}: HTTP {response.status_code}",
+                                     retryable=True)
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_RESULT_BYTES:
+                raise DashScopeError(_result_unavailable_message(), f"DashScope result is {declared} bytes")
+            chunks, total = [], 0
+            try:
+                for chunk in response.iter_content(chunk_size=256 * 1024):
+                    total += len(chunk)
+                    if total > MAX_RESULT_BYTES:
+                        raise DashScopeError(_result_unavailable_message(),
+                                             f"DashScope result exceeds {MAX_RESULT_BYTES} bytes")
+                    chunks.append(chunk)
+            except requests.RequestException as exc:
+                raise DashScopeError(_result_unavailable_message(),
+                                     f"DashScope result download from {where} broke off: {type(exc).__name__}",
+                                     retryable=True) from exc
+        return b"".join(chunks)
+
+
+def _transport_error(exc: requests.RequestException, read_timeout: float) -> DashScopeError:
+    """A generation call that got no usable answer. Only a connection that never opened is certain
+    not to have produced (and billed) an image; the others say so to the operator."""
+    cause = exc.args[0] if exc.args else None
+    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
+        return DashScopeError(
+            _("The crowd-removal service took too long to answer. Please try again later."),
+            f"DashScope read timeout after {read_timeout:.0f} s (the call may be billed)",
+            retryable=True,
+        )
+    if isinstance(exc, (RequestMayHaveArrived, requests.exceptions.ChunkedEncodingError,
+                        requests.exceptions.ContentDecodingError)):
+        return DashScopeError(
+            _unavailable_message(), f"DashScope connection lost mid-call (the call may be billed): {exc}",
+            retryable=True,
+        )
+    return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
+
+
+def check_result_url(url: str, api_url: str) -> None:
+    """A result URL must be https — or plain http only when the API itself is (a local fake)."""
+    scheme = urlsplit(url).scheme.lower()
+    allowed = {"https"} | ({"http"} if urlsplit(api_url).scheme.lower() == "http" else set())
+    if scheme not in allowed or not urlsplit(url).hostname:
+        raise DashScopeError(
+            _result_unavailable_message(),
+            f"DashScope result URL refused: scheme {scheme or 'none'!r} (allowed: {', '.join(sorted(allowed))})",
+        )
+
+
+def _result_url(answer: dict) -> tuple[str, str, object]:
+    request_id = str(answer.get("request_id", ""))
+    try:
+        content = answer["output"]["choices"][0]["message"]["content"]
+        url = next(part["image"] for part in content if isinstance(part, dict) and part.get("image"))
+    except (KeyError, IndexError, TypeError, StopIteration):
+        logger.error("DashScope answered 200 without a result image (request %s)", request_id)
+        raise DashScopeError(_unavailable_message(), f"DashScope 200 without an image, request {request_id}",
+                             retryable=True) from None
+    if not isinstance(url, str):
+        raise DashScopeError(_unavailable_message(), f"DashScope result is not a URL, request {request_id}",
+                             retryable=True)
+    return url, request_id, answer.get("usage")
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception as exc:  # anything Pillow cannot identify is not a result
+        raise DashScopeError(_result_unavailable_message(), "DashScope result is not an image") from exc
+
+
+# --- Errors --------------------------------------------------------------------------------------
+
+
+def _unavailable_message() -> str:
+    return _("Crowd removal is temporarily unavailable. Please try again later.")
+
+
+def _result_unavailable_message() -> str:
+    return _("We could not fetch the result from the crowd-removal service. Please try again later.")
+
+
+def _unprocessable_photo() -> str:
+    return _("The crowd-removal service could not process this photo. Please try another photo.")
+
+
+def _unavailable(detail: str, *, code: str, status: int | None = None) -> DashScopeError:
+    return DashScopeError(_unavailable_message(), detail, retryable=True, code=code, status=status)
+
+
+# Codes the operator must act on: logged at ERROR, with what to check.
+OPERATOR_ACTION = {
+    "InvalidApiKey": "check DASHSCOPE_API_KEY, and that DASHSCOPE_API_URL is the key's region "
+                     "(international keys do not work in Beijing and vice versa)",
+    "Arrearage": "the Alibaba Cloud account is overdue: top it up",
+    "AccessDenied": "the model is not enabled for this account (or the key may not call it): "
+                    "check DASHSCOPE_MODEL and the Model Studio console",
+    "InvalidParameter": "our request was refused as malformed, or DASHSCOPE_MODEL names no model",
+}
+
+
+def error_for(status: int, answer: dict) -> DashScopeError:
+    """Map a DashScope error answer to a DashScopeError, by code (never by message text), and log
+    it: ERROR where the operator must act, WARNING for the service's own trouble."""
+    code = str(answer.get("code") or "")
+    family = code.split(".", 1)[0]
+    request_id = str(answer.get("request_id", ""))
+    detail = f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} (request {request_id})"
+
+    if family == "DataInspectionFailed" or code == "InvalidParameter.DataInspection":
+        logger.info("%s", detail)
+        return DashScopeError(
+            _("The crowd-removal service's content checks refused this photo, so we could not edit it. "
+              "Please try a different photo."),
+            detail, code=code, status=status,
+        )
+    if family in ("InvalidApiKey", "Arrearage", "AccessDenied") or (status == 401 and not family):
+        action = OPERATOR_ACTION.get(family, OPERATOR_ACTION["InvalidApiKey"])
+        logger.error("%s — %s", detail, action)
+        return _unavailable(detail, code=code, status=status)
+    if family == "Throttling" or status == 429:
+        logger.warning("%s", detail)
+        return DashScopeError(
+            _("The crowd-removal service is busy right now. Please try again in a few minutes."),
+            detail, retryable=True, code=code, status=status,
+        )
+    if code in ("InvalidParameter.ImageFormat", "InvalidParameter.ImageContent", "InvalidParameter.FileDownload"):
+        logger.warning("%s", detail)
+        return DashScopeError(_unprocessable_photo(), detail, code=code, status=status)
+    if family == "InvalidParameter":
+        logger.error("%s — %s", detail, OPERATOR_ACTION["InvalidParameter"])
+        return DashScopeError(_unprocessable_photo(), detail, code=code, status=status)
+    if status >= 500 or family in ("InternalError", "ServiceUnavailable", "GatewayTimeout"):
+        logger.warning("%s", detail)
+        return _unavailable(detail, code=code, status=status)
+    logger.error("%s — unexpected answer", detail)
+    return _unavailable(detail, code=code, status=status)
+
+
+def _safe_message(message: object) -> str:
+    """DashScope's own message, shortened, with anything that could carry a payload cut out."""
+    text = str(message or "")[:200]
+    for marker in ("data:", "base64,", "Signature=", "http://", "https://"):
+        index = text.find(marker)
+        if index >= 0:
+            text = text[:index] + "…"
+    return text

@@ -1,0 +1,155 @@
+"""DashScope's error codes become one exception type with a visitor message and an operator
+detail; codes the operator must act on are logged at ERROR; nothing secret reaches a log."""
+
+import logging
+
+import pytest
+
+from segmentation.engines.base import EngineError
+from segmentation.images import accept_upload
+from segmentation.providers import dashscope as client
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+
+UNAVAILABLE = "temporarily unavailable"
+BUSY = "busy right now"
+MODERATED = "content checks refused this photo"
+UNPROCESSABLE = "could not process this photo"
+
+
+def erase_people():
+    photo = accept_upload(encode(street_scene(640, 480).image))
+    dashscope = client.DashScopeClient()
+    try:
+        return dashscope.erase_people(photo)
+    finally:
+        dashscope.close()
+
+
+def failure() -> client.DashScopeError:
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+    assert isinstance(caught.value, EngineError)
+    return caught.value
+
+
+def assert_nothing_secret_logged(caplog, fake) -> None:
+    for record in caplog.records:
+        text = record.getMessage()
+        assert fake.api_key not in text
+        assert "base64" not in text and "data:image" not in text
+        assert "Signature=" not in text
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "visitor", "retryable", "level"),
+    [
+        (400, "DataInspectionFailed", MODERATED, False, logging.INFO),
+        (400, "Arrearage", UNAVAILABLE, True, logging.ERROR),
+        (403, "AccessDenied", UNAVAILABLE, True, logging.ERROR),
+        (403, "AccessDenied.Unpurchased", UNAVAILABLE, True, logging.ERROR),
+        (400, "InvalidParameter", UNPROCESSABLE, False, logging.ERROR),
+        (400, "InvalidParameter.ImageFormat", UNPROCESSABLE, False, logging.WARNING),
+        (400, "InvalidParameter.ImageContent", UNPROCESSABLE, False, logging.WARNING),
+        (429, "Throttling", BUSY, True, logging.WARNING),
+        (429, "Throttling.RateQuota", BUSY, True, logging.WARNING),
+        (429, "Throttling.AllocationQuota", BUSY, True, logging.WARNING),
+        (500, "InternalError", UNAVAILABLE, True, logging.WARNING),
+        (503, "ServiceUnavailable", UNAVAILABLE, True, logging.WARNING),
+        (504, "GatewayTimeout", UNAVAILABLE, True, logging.WARNING),
+    ],
+)
+def test_each_error_code_has_its_visitor_message(dashscope_fake, caplog, status, code, visitor, retryable, level):
+    dashscope_fake.fail_next(status, code, times=5)  # also outlasts the retries of 429 and 5xx
+
+    with caplog.at_level(logging.INFO, logger="segmentation.providers.dashscope"):
+        error = failure()
+
+    assert error.code == code
+    assert error.status == status
+    assert visitor in error.visitor_message
+    assert error.retryable is retryable
+    assert code in error.operator_detail
+    levels = {r.levelno for r in caplog.records if r.name == "segmentation.providers.dashscope"}
+    assert max(levels) == level
+    assert_nothing_secret_logged(caplog, dashscope_fake)
+    assert dashscope_fake.downloads == []
+
+
+def test_a_wrong_key_is_reported_to_the_operator_and_not_to_the_visitor(dashscope_fake, settings, caplog):
+    settings.DASHSCOPE_API_KEY = "sk-not-the-right-one"
+
+    with caplog.at_level(logging.INFO):
+        error = failure()
+
+    assert error.code == "InvalidApiKey" and error.status == 401
+    assert UNAVAILABLE in error.visitor_message
+    assert "key" not in error.visitor_message.lower()
+    (logged,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "DASHSCOPE_API_KEY" in logged.getMessage() and "DASHSCOPE_API_URL" in logged.getMessage()
+    assert "sk-not-the-right-one" not in caplog.text
+    assert len(dashscope_fake.generation_calls) == 1
+
+
+def test_an_unknown_model_is_an_operator_error(dashscope_fake, settings, caplog):
+    settings.DASHSCOPE_MODEL = "qwen-image-edit-ultra"
+
+    with caplog.at_level(logging.INFO):
+        error = failure()
+
+    assert error.code == "InvalidParameter"
+    assert "DASHSCOPE_MODEL" in " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert dashscope_fake.generation_calls[0].json()["model"] == "qwen-image-edit-ultra"
+
+
+@pytest.mark.parametrize(
+    ("code", "visitor"),
+    [("InternalError.Algo", UNAVAILABLE), ("DataInspectionFailed", MODERATED), ("Arrearage", UNAVAILABLE)],
+)
+def test_a_200_carrying_a_code_is_an_error(dashscope_fake, code, visitor):
+    dashscope_fake.code_in_200_next(code)
+
+    error = failure()
+
+    assert error.code == code and error.status == 200
+    assert visitor in error.visitor_message
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_fake.downloads == []
+
+
+def test_codes_decide_never_the_message_text(dashscope_fake):
+    dashscope_fake.fail_next(400, "DataInspectionFailed", "Invalid API-key provided. Throttling.")
+
+    error = failure()
+
+    assert MODERATED in error.visitor_message
+
+
+def test_a_provider_message_echoing_our_payload_is_cut_before_it_reaches_the_log(dashscope_fake, caplog):
+    dashscope_fake.fail_next(400, "InvalidParameter", "bad url: data:image/jpeg;base64,/9j/4AAQSkZJRgABAQ")
+
+    with caplog.at_level(logging.INFO):
+        error = failure()
+
+    assert "bad url" in error.operator_detail
+    assert "base64" not in error.operator_detail
+    assert_nothing_secret_logged(caplog, dashscope_fake)
+
+
+def test_no_key_means_no_call(dashscope_fake, settings):
+    settings.DASHSCOPE_API_KEY = ""
+
+    error = failure()
+
+    assert UNAVAILABLE in error.visitor_message
+    assert dashscope_fake.requests == []
+
+
+def test_an_answer_without_an_image_is_an_error(dashscope_fake, caplog):
+    dashscope_fake.result_url = ""
+
+    with caplog.at_level(logging.INFO):
+        error = failure()
+
+    assert UNAVAILABLE in error.visitor_message
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert dashscope_fake.downloads == []

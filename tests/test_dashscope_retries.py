@@ -1,0 +1,175 @@
+"""Every DashScope call is billed, so a job calls once: retries only where no image can have been
+made (a connection never opened, a 429, a 500/503/504), and a bounded number of them."""
+
+import dataclasses
+import socket
+
+import pytest
+
+from segmentation.images import accept_upload
+from segmentation.providers import dashscope as client
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+
+
+def erase_people():
+    photo = accept_upload(encode(street_scene(640, 480).image))
+    dashscope = client.DashScopeClient()
+    try:
+        return dashscope.erase_people(photo)
+    finally:
+        dashscope.close()
+
+
+def test_a_server_error_is_retried_and_then_succeeds(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.break_next()
+
+    edited = erase_people()
+
+    assert (edited.width, edited.height) == (683, 512)
+    assert [call.status for call in dashscope_fake.generation_calls] == [500, 200]
+    assert len(dashscope_sleeps) == 1
+    assert 0 <= dashscope_sleeps[0] <= client.RETRY_POLICY.base_delay
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "InternalError"), (503, "ServiceUnavailable"),
+                                              (504, "GatewayTimeout")])
+def test_server_errors_are_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps, status, code):
+    dashscope_fake.fail_next(status, code, times=10)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert caught.value.retryable
+    assert len(dashscope_fake.generation_calls) == client.RETRY_POLICY.attempts == 3
+    assert len(dashscope_sleeps) == 2
+
+
+def test_throttling_waits_as_long_as_retry_after_asks(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.throttle_next(times=2, retry_after=3)
+
+    erase_people()
+
+    assert [call.status for call in dashscope_fake.generation_calls] == [429, 429, 200]
+    assert dashscope_sleeps == [3.0, 3.0]
+
+
+def test_throttling_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.throttle_next(times=10)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert caught.value.code == "Throttling.RateQuota"
+    assert len(dashscope_fake.generation_calls) == client.RETRY_POLICY.rate_limit_retries + 1
+
+
+def test_a_long_retry_after_is_not_waited_for(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.throttle_next(retry_after=3600)
+
+    with pytest.raises(client.DashScopeError):
+        erase_people()
+
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_sleeps == []
+
+
+@pytest.mark.parametrize(
+    "fail",
+    [
+        lambda fake: fake.moderate_next(),
+        lambda fake: fake.fail_next(400, "Arrearage"),
+        lambda fake: fake.fail_next(403, "AccessDenied.Unpurchased"),
+        lambda fake: fake.fail_next(400, "InvalidParameter"),
+        lambda fake: fake.code_in_200_next("InternalError.Algo"),
+    ],
+    ids=["moderation", "arrearage", "access-denied", "invalid-parameter", "code-in-200"],
+)
+def test_refusals_are_never_repeated(dashscope_fake, dashscope_sleeps, fail):
+    fail(dashscope_fake)
+
+    with pytest.raises(client.DashScopeError):
+        erase_people()
+
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_sleeps == []
+
+
+def test_a_wrong_key_is_not_repeated(dashscope_fake, dashscope_sleeps, settings):
+    settings.DASHSCOPE_API_KEY = "sk-wrong"
+
+    with pytest.raises(client.DashScopeError):
+        erase_people()
+
+    assert len(dashscope_fake.generation_calls) == 1
+
+
+def test_a_slow_answer_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch):
+    # The image may already be made (and billed) when we stop waiting.
+    monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
+    dashscope_fake.slow_next(5)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert "took too long" in caught.value.visitor_message
+    assert caught.value.retryable
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_sleeps == []
+
+
+def test_a_connection_dropped_after_the_request_arrived_is_not_repeated(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.drop_next()
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert "may be billed" in caught.value.operator_detail
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_sleeps == []
+
+
+def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps,
+                                                                             settings):
+    with socket.socket() as placeholder:  # a port nobody listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    settings.DASHSCOPE_API_URL = f"http://127.0.0.1:{port}/api/v1"
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert caught.value.retryable
+    assert "unreachable" in caught.value.operator_detail
+    assert len(dashscope_sleeps) == client.RETRY_POLICY.attempts - 1
+
+
+def test_a_failed_download_is_retried_without_calling_the_model_again(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.fail_download_next(503)
+
+    erase_people()
+
+    assert len(dashscope_fake.generation_calls) == 1
+    assert [download.status for download in dashscope_fake.downloads] == [503, 200]
+
+
+def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dashscope_sleeps):
+    dashscope_fake.fail_download_next(503, times=10)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert "fetch the result" in caught.value.visitor_message
+    assert len(dashscope_fake.generation_calls) == 1
+    assert len(dashscope_fake.downloads) == client.RETRY_POLICY.attempts
+
+
+def test_an_answer_that_stalls_halfway_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch):
+    monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
+    dashscope_fake.stall_next(5)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert "took too long" in caught.value.visitor_message
+    assert len(dashscope_fake.generation_calls) == 1
+    assert dashscope_sleeps == []
