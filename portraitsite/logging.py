@@ -1,20 +1,159 @@
-"""Log hygiene: job tokens never reach a log line, whatever logged them."""
+"""Log and error-report hygiene: no job token, unlock code, photo byte or visitor detail ever
+reaches a log line or an error email, whatever logged it.
+
+Three layers, because each catches what the others cannot see:
+
+* `redact()` scrubs text: job tokens (in /jobs/ paths and bare), unlock codes, long bytes
+  literals and data URIs, signed-URL queries. The log formatter, the access-log atoms of gunicorn
+  (gunicorn.conf.py) and the error emails all pass through it.
+* `PrivateExceptionReporterFilter` keeps error reports to the code path: no local variables (a
+  view holds photos and codes in them), no POST, FILES, GET or cookie values, and of the request
+  headers only a few that say nothing about the visitor.
+* `PrivateExceptionReporter` and `RedactingAdminEmailHandler` scrub the finished report and the
+  subject line, which carry the request path.
+"""
+
+from __future__ import annotations
 
 import logging
 import re
 
+from django.conf import settings
+from django.utils.log import AdminEmailHandler
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
 # Job URLs carry the token as their only secret; anything after /jobs/ up to the next slash goes.
 TOKEN_IN_PATH = re.compile(r"(/jobs/)[A-Za-z0-9_-]{8,}")
+# A token outside a path (a cache key in an exception message): secrets.token_urlsafe(32) is 43
+# URL-safe characters. A run that long with digits and both cases is taken for one; identifiers
+# in tracebacks are rarely that long and almost never mixed like that.
+BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,64}(?![A-Za-z0-9_-])")
+# Unlock codes as people see them (XXXX-XXXX-XXXX-XXXX, any case) or normalised (16 characters of
+# Crockford base32, at least one of them a letter, so that long numbers survive).
+UNLOCK_CODE = re.compile(
+    r"(?<![0-9A-Za-z-])(?:[0-9A-Za-z]{4}-){3}[0-9A-Za-z]{4}(?![0-9A-Za-z-])"
+    r"|(?<![0-9A-Za-z])(?=[0-9]*[A-Z])[0-9A-HJKMNP-TV-Z]{16}(?![0-9A-Za-z])"
+)
+# Photo bytes as Python prints them, and inline images (a data URI sent to a provider).
+BYTES_LITERAL = re.compile(r"""b(['"])(?:\\.|(?!\1).){64,}?\1""", re.S)
+DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]{16,}")
+# A provider's signed result link: the query is the signature that opens it.
+SIGNED_QUERY = re.compile(r"(https?://[^\s?#'\"]+)\?[^\s'\"]*(?:Signature|signature|Expires|OSSAccessKeyId)=[^\s'\"]*")
+HIDDEN = "…"
+
+
+def _bare_token(match: re.Match) -> str:
+    text = match.group(0)
+    mixed = any(c.isdigit() for c in text) and any(c.isupper() for c in text) and any(c.islower() for c in text)
+    return HIDDEN if mixed else text
 
 
 def redact(text: str) -> str:
-    return TOKEN_IN_PATH.sub(r"\1…", text)
+    """`text` without job tokens, unlock codes, photo bytes or signed URLs."""
+    text = TOKEN_IN_PATH.sub(r"\1" + HIDDEN, text)
+    text = SIGNED_QUERY.sub(r"\1?" + HIDDEN, text)
+    text = DATA_URI.sub("data:" + HIDDEN, text)
+    text = BYTES_LITERAL.sub(lambda m: f"b{m.group(1)}<{len(m.group(0))} characters of bytes hidden>{m.group(1)}", text)
+    text = BARE_TOKEN.sub(_bare_token, text)
+    return UNLOCK_CODE.sub("[unlock code]", text)
 
 
 class RedactTokensFilter(logging.Filter):
+    """Scrubs the message of every record a handler receives (before any handler formats it)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Scrubs the whole formatted line, tracebacks included: an exception's message can carry what
+    the record's message does not."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+# --- Error reports (emails, and the technical 500 page in development) -------------------------
+
+# Request headers that tell the operator what kind of request failed and nothing about who sent
+# it (no address, browser, referrer or path).
+REPORTED_META = ("REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_PROTOCOL", "wsgi.url_scheme")
+CREDENTIALS_IN_URL = re.compile(r"(\w+://)[^/@\s]*@")
+
+
+class PrivateExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Active in development too: a technical 500 page is an error report like any other."""
+
+    def is_active(self, request) -> bool:
+        return True
+
+    def get_traceback_frame_variables(self, request, tb_frame):
+        return []  # views hold photos, codes and tokens in their locals
+
+    def get_post_parameters(self, request):
+        if request is None:
+            return {}
+        return {name: self.cleansed_substitute for name in request.POST}
+
+    def get_safe_cookies(self, request):
+        return {name: self.cleansed_substitute for name in getattr(request, "COOKIES", {})}
+
+    def get_safe_request_meta(self, request):
+        meta = getattr(request, "META", {})
+        return {key: meta[key] for key in REPORTED_META if key in meta}
+
+    def cleanse_setting(self, key, value):
+        cleansed = super().cleanse_setting(key, value)
+        if isinstance(cleansed, str):
+            return CREDENTIALS_IN_URL.sub(r"\1" + self.cleansed_substitute + "@", cleansed)
+        return cleansed
+
+
+class PrivateExceptionReporter(ExceptionReporter):
+    """Django's reporter, with query strings and uploaded file names hidden and the finished text
+    scrubbed (the request path is printed in several places)."""
+
+    MAX_EXCEPTION_VALUE = 2000
+
+    def get_traceback_data(self) -> dict:
+        data = super().get_traceback_data()
+        if self.request is not None:
+            hidden = self.filter.cleansed_substitute
+            data["request_GET_items"] = [(name, hidden) for name in self.request.GET]
+            data["request_FILES_items"] = [(name, hidden) for name in self.request.FILES]
+            data["request_insecure_uri"] = redact(self.request.path)  # neither host nor query
+        value = data.get("exception_value")
+        if value is not None:
+            text = str(value)
+            if len(text) > self.MAX_EXCEPTION_VALUE:
+                text = text[: self.MAX_EXCEPTION_VALUE] + f"… <{len(text)} characters>"
+            data["exception_value"] = redact(text)
+        return data
+
+    def get_traceback_html(self) -> str:
+        return redact(super().get_traceback_html())
+
+    def get_traceback_text(self) -> str:
+        return redact(super().get_traceback_text())
+
+
+class RedactingAdminEmailHandler(AdminEmailHandler):
+    """Error emails to ERROR_EMAILS (settings.ADMINS), scrubbed; nothing at all when it is empty."""
+
+    def __init__(self, include_html: bool = False, **kwargs):
+        kwargs.setdefault("reporter_class", "portraitsite.logging.PrivateExceptionReporter")
+        super().__init__(include_html=include_html, **kwargs)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not settings.ADMINS:
+            return
+        super().emit(record)
+
+    def send_mail(self, subject, message, *args, **kwargs):
+        if kwargs.get("html_message"):
+            kwargs["html_message"] = redact(kwargs["html_message"])
+        return super().send_mail(redact(subject), redact(message), *args, **kwargs)

@@ -228,6 +228,15 @@ if TRUSTED_PROXIES:
 # /healthz is probed by load balancers over plain HTTP inside the private network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
+SILENCED_SYSTEM_CHECKS = [
+    # CsrfViewMiddleware is not installed on purpose: it would hand visitors a cookie. The admin's
+    # views carry csrf_protect (token in the admin session), and public POSTs, which hold no
+    # ambient credential, refuse cross-site requests (RefuseCrossSitePostsMiddleware).
+    "security.W003",
+    # HSTS preloading is hard to undo and covers every subdomain: the operator's call, not ours.
+    "security.W021",
+]
+
 # --- Internationalisation ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
@@ -251,20 +260,57 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG  # development: serve from the app folders, no collectstatic
 
-# --- Logging: never images, codes or tokens ------------------------------------------------------------
-ADMINS = [("operator", a) for a in _setting(env.list, "ERROR_EMAILS", default=[])]
+# --- Logging and error reports: never images, codes, tokens or who the visitor was -----------------
+# Error emails go to ERROR_EMAILS and nowhere when it is empty. Reports carry no local variables
+# (views hold photos and codes in them), no POST/FILES/GET/cookie values, none of the visitor's
+# headers, and tokens are cut out of every path (portraitsite.logging).
+ADMINS = _setting(env.list, "ERROR_EMAILS", default=[])
+SERVER_EMAIL = _setting(env.str, "SERVER_EMAIL", default="portraitsite@localhost")
+_email = _setting(env.email_url, "EMAIL_URL", default="smtp://localhost:25")
+MAILERS = {
+    "default": {
+        "BACKEND": _email["EMAIL_BACKEND"],
+        "OPTIONS": {
+            "host": _email.get("EMAIL_HOST") or "localhost",
+            "port": _email.get("EMAIL_PORT") or 25,
+            "username": _email.get("EMAIL_HOST_USER", ""),
+            "password": _email.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": bool(_email.get("EMAIL_USE_TLS")),
+            "use_ssl": bool(_email.get("EMAIL_USE_SSL")),
+            "timeout": 10,
+        }
+        if _email["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+        else {},
+    }
+}
+DEFAULT_EXCEPTION_REPORTER = "portraitsite.logging.PrivateExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "portraitsite.logging.PrivateExceptionReporterFilter"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "portraitsite.logging.RedactTokensFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "redact_tokens": {"()": "portraitsite.logging.RedactTokensFilter"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "formatters": {
+        "plain": {"()": "portraitsite.logging.RedactingFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "mail_operator": {
+            "class": "portraitsite.logging.RedactingAdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false", "redact_tokens"],
+        },
     },
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "root": {"handlers": ["console", "mail_operator"], "level": "INFO"},
     "loggers": {
+        # Replaces Django's default handlers for its loggers (an unscrubbed console and mailer).
+        "django": {"handlers": ["console", "mail_operator"], "level": "INFO", "propagate": False},
         # Django's request logger would print the path (with the job token) of every 4xx.
-        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        "django.request": {"handlers": ["console", "mail_operator"], "level": "ERROR", "propagate": False},
         "django.server": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Requests for other host names are scanners, not errors worth an email.
+        "django.security.DisallowedHost": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
