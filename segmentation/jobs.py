@@ -11,6 +11,7 @@ and any process can serve its pages, because all state lives in the store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from segmentation import images, store
@@ -79,6 +81,19 @@ def _photo_of(job: store.Job, original: bytes) -> Photo:
     return Photo(original, **job.photo)
 
 
+def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
+    """Run a phase under the job's language: messages made in the worker speak the visitor's."""
+
+    @functools.wraps(task)
+    def run(token: str, *args) -> None:
+        job = store.get(token)
+        with translation.override(job.language if job else None):
+            task(token, *args)
+
+    return run
+
+
+@in_visitors_language
 def process(token: str, photo: Photo) -> None:
     """Phase one: the engine's first pass, the previews, and the job marked ready or failed."""
     job = store.get(token)
@@ -117,6 +132,7 @@ def _record_failure(token: str, message: str) -> None:
         store.save(job)
 
 
+@in_visitors_language
 def finish(token: str) -> None:
     """Phase two: the full-resolution result. Confirms the reserved code or gives it back."""
     from unlock.redemption import release

@@ -43,6 +43,7 @@ class Job:
     created_at: float
     expires_at: float
     photo: dict = field(default_factory=dict)  # media_type, width, height, orientation, has_alpha
+    language: str = "en"  # the visitor's, so that messages made in the worker speak it too
     state: str = QUEUED
     error: str = ""  # for the visitor, when state is FAILED
     note: str = ""  # for the visitor, about a result that is ready
@@ -78,7 +79,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
 
-def create(mode: str, engine: str, photo_meta: dict, original: bytes) -> Job:
+def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: str = "en") -> Job:
     """Admit a job, or raise StoreFull. The original is stored with the job record."""
     used, budget = usage()
     if used + len(original) * ADMISSION_FACTOR > budget:
@@ -91,6 +92,7 @@ def create(mode: str, engine: str, photo_meta: dict, original: bytes) -> Job:
         created_at=now,
         expires_at=now + settings.JOB_TTL_SECONDS,
         photo=photo_meta,
+        language=language,
     )
     put_blob(job, "original", original)
     save(job)

@@ -14,6 +14,7 @@ from django.core.cache import caches
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -39,6 +40,7 @@ def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "",
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
         "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
+        "canonical_path": reverse("home"),  # also when answering a refused upload (POST /jobs/)
     }
     return render(request, "segmentation/home.html", context, status=status)
 
@@ -81,7 +83,7 @@ def create_job(request: HttpRequest) -> HttpResponse:
         "has_alpha": photo.has_alpha,
     }
     try:
-        job = store.create(mode, engines_in_use()[mode], meta, photo.data)
+        job = store.create(mode, engines_in_use()[mode], meta, photo.data, language=translation.get_language())
     except store.StoreFull as full:
         logger.warning("Image store full; upload refused.")
         return error_response(request, 503, "busy", retry_after=full.retry_after)
@@ -121,6 +123,9 @@ def _job_or_404(token: str) -> store.Job:
 
 
 def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", status: int = 200) -> HttpResponse:
+    width = job.result.get("width") or job.photo.get("width")
+    height = job.result.get("height") or job.photo.get("height")
+    size = {"w": width, "h": height}
     context = {
         "job": job,
         "tool": TOOL_NAMES.get(job.mode, job.mode),
@@ -129,9 +134,22 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         "unlock_error": unlock_error or job.unlock_error,
         "refresh": job.busy,
         "expires_minutes": (job.expires_in + 59) // 60,
-        "backgrounds": [("transparent", _("Transparent")), ("white", _("White")), ("blue", _("Blue")), ("red", _("Red"))],
-        "result_width": job.result.get("width") or job.photo.get("width"),
-        "result_height": job.result.get("height") or job.photo.get("height"),
+        "result_width": width,
+        "result_height": height,
+        # The page's own address: a page rendered in answer to a POST (a wrong code) refreshes and
+        # links to languages through it, never through the POST-only address it was served at.
+        "canonical_path": reverse("job", args=[job.token]),
+        # Cutouts have transparency: the page offers backgrounds behind the preview and the download.
+        "transparent": job.mode == "cutout" and job.result.get("media_type", "image/png") == "image/png",
+        # (value for ?background=, swatch label, download button label)
+        "backgrounds": [
+            ("transparent", _("Transparent"), _("Download PNG, transparent background, %(w)s×%(h)s px") % size),
+            ("white", _("White"), _("Download JPEG, white background, %(w)s×%(h)s px") % size),
+            ("blue", _("Blue"), _("Download JPEG, blue background, %(w)s×%(h)s px") % size),
+            ("red", _("Red"), _("Download JPEG, red background, %(w)s×%(h)s px") % size),
+        ],
+        # The page's script puts the chosen colour where "{colour}" stands.
+        "custom_download_label": _("Download JPEG, background %(colour)s, %(w)s×%(h)s px") % dict(size, colour="{colour}"),
     }
     return render(request, "segmentation/job.html", context, status=status)
 
