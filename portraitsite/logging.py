@@ -11,6 +11,8 @@ Three layers, because each catches what the others cannot see:
   headers only a few that say nothing about the visitor.
 * `PrivateExceptionReporter` and `RedactingAdminEmailHandler` scrub the finished report and the
   subject line, which carry the request path.
+* `GunicornLogger` does the same for gunicorn's access and error logs, and leaves out the
+  visitor's address and browser.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 from django.conf import settings
 from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+from gunicorn.glogging import Logger as GunicornBaseLogger
 
 # Job URLs carry the token as their only secret; anything after /jobs/ up to the next slash goes.
 TOKEN_IN_PATH = re.compile(r"(/jobs/)[A-Za-z0-9_-]{8,}")
@@ -157,3 +160,46 @@ class RedactingAdminEmailHandler(AdminEmailHandler):
         if kwargs.get("html_message"):
             kwargs["html_message"] = redact(kwargs["html_message"])
         return super().send_mail(redact(subject), redact(message), *args, **kwargs)
+
+
+# --- gunicorn ----------------------------------------------------------------------------------
+
+# Access-log atoms that would say who the visitor is: the address (also as forwarded by a proxy),
+# the port, the browser, cookies.
+# (h: address, a: user agent, u: user; U is the path and stays, scrubbed.)
+_VISITOR_ATOMS = {"h", "a", "u"}
+_VISITOR_ATOM = re.compile(r"addr|forwarded|real-ip|real_ip|agent|cookie|port", re.I)
+# gunicorn's warning for a malformed request names the client: "Invalid request from ip=…".
+_CLIENT_ADDRESS = re.compile(r"\bip=\S+?(?=:\s|\s|$)")
+
+
+class _GunicornErrorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = _CLIENT_ADDRESS.sub("ip=" + HIDDEN, redact(message))
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+class GunicornLogger(GunicornBaseLogger):
+    """gunicorn's logger (gunicorn.conf.py: `logger_class`) that records no job token and nothing
+    about the visitor, whatever access_log_format asks for: every access-log atom is scrubbed (the
+    path, the query, the Referer and a 303's Location all carry tokens) and the visitor's address,
+    port, browser and cookies are blanked. The error log is scrubbed as well: gunicorn names the
+    URI of a request that crashed and the address of one that was malformed."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        if not any(isinstance(f, _GunicornErrorFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(_GunicornErrorFilter())
+        for handler in self.error_log.handlers:
+            if getattr(handler, "_gunicorn", False):
+                handler.setFormatter(RedactingFormatter(self.error_fmt, self.datefmt))
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {
+            key: "-" if key in _VISITOR_ATOMS or _VISITOR_ATOM.search(key) else redact(value) if isinstance(value, str) else value
+            for key, value in atoms.items()
+        }
