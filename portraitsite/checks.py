@@ -121,7 +121,7 @@ def check_one_process_for_a_local_store(app_configs, **kwargs):
     if not local:
         return []
     try:
-        workers = gunicorn_workers()
+        workers = gunicorn_workers(GUNICORN_CONF)
     except Exception as exc:  # a broken gunicorn.conf.py or GUNICORN_CMD_ARGS
         return [
             Error(
