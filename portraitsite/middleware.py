@@ -123,11 +123,15 @@ class RefuseCrossSitePostsMiddleware:
 class HeadersMiddleware:
     """Headers Django has no setting for: cross-origin resource policy and permissions policy."""
 
+    # Nothing of this is used by the site; denying it means an injected script could not use it
+    # either, and browsing-topics opts visitors out of the browser's interest-based advertising.
     PERMISSIONS_POLICY = ", ".join(
         f"{feature}=()"
         for feature in (
-            "accelerometer", "autoplay", "camera", "display-capture", "geolocation", "gyroscope",
-            "magnetometer", "microphone", "midi", "payment", "usb",
+            "accelerometer", "autoplay", "bluetooth", "browsing-topics", "camera", "display-capture",
+            "encrypted-media", "geolocation", "gyroscope", "hid", "idle-detection", "magnetometer",
+            "microphone", "midi", "payment", "publickey-credentials-get", "screen-wake-lock", "serial",
+            "usb", "xr-spatial-tracking",
         )
     )
 
