@@ -13,7 +13,8 @@ Finding the changes happens at a working resolution (about 1 MP), where it is ch
    or the drift found is implausible),
 2. undo the global colour drift (per-channel gain and offset, fitted on the bulk of the frame),
 3. blur both, so that regenerated texture and sharpness differences fall below the threshold,
-4. per-pixel colour distance (CIE76 ΔE), an adaptive threshold with hysteresis,
+4. per-pixel colour distance (CIE76 ΔE) tolerant of outlines that moved by a pixel or two, an
+   adaptive threshold with hysteresis,
 5. clean the mask: open (specks), close (join a person's fragments), drop small components,
 6. dilate (catch edges and shadows) and feather (no visible seam).
 
@@ -39,13 +40,16 @@ logger = logging.getLogger(__name__)
 # Long side of the image the changes are looked for in; parameters below are in pixels at this size
 # and scale with the actual working size.
 WORKING_LONG_SIDE = 1024
-ALIGNMENT_FEATURES = 3000
+ALIGNMENT_FEATURES = 1500
 ALIGNMENT_MIN_INLIERS = 12
 BLUR_SIGMA = 2.0
 # ΔE (CIE76) a change must reach: the adaptive threshold never goes below it. About the difference
 # between two clearly different shades of the same colour; the model's re-rendered texture stays
 # well under it once blurred.
 MIN_DELTA_E = 10.0
+# Local misalignment that does not count as a change, in pixels of the model's frame (the model
+# draws outlines a few of its own pixels off, whatever the photo's size).
+SHIFT_TOLERANCE = 4.0
 # How far above the frame's typical difference (in robust standard deviations) a change must be.
 NOISE_SIGMAS = 8.0
 # Pixels above a fraction of the threshold join a change that they touch (hysteresis), so a person
@@ -128,7 +132,8 @@ def find_changes(original: Image.Image, edited: Image.Image) -> Changes:
     gain, offset = _colour_drift(blurred_model, blurred_original, valid)
     corrected = blurred_model * gain + offset
 
-    distance = _delta_e(blurred_original, corrected)
+    tolerance = max(1.0, SHIFT_TOLERANCE * max(work_w, work_h) / max(model.shape[:2]))
+    distance = _delta_e(blurred_original, corrected, tolerance)
     distance[~valid] = 0.0
     mask = _changed_regions(distance, valid, unit)
     alpha = _feather(mask, unit) * valid
@@ -311,10 +316,25 @@ def _colour_drift(model: np.ndarray, original: np.ndarray, valid: np.ndarray) ->
     return gain.astype(np.float32), offset.astype(np.float32)
 
 
-def _delta_e(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _delta_e(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
+    """Per-pixel colour distance (CIE76 ΔE) that tolerates local shifts up to `radius` pixels.
+
+    A regenerated frame is never aligned to the pixel everywhere: outlines move by a pixel or two,
+    differently in different places, and a plain difference lights up every strong edge. Here a
+    pixel only differs by how far its colour lies outside the range of colours found within
+    `radius` of it in the other image, and that in both directions: an edge that merely moved
+    finds its colour nearby, an erased person does not find theirs anywhere close.
+    """
     lab_a = cv2.cvtColor(np.clip(a / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
     lab_b = cv2.cvtColor(np.clip(b / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
-    return np.sqrt(((lab_a - lab_b) ** 2).sum(axis=2))
+    window = _disk(radius)
+    return np.minimum(_outside_range(lab_a, lab_b, window), _outside_range(lab_b, lab_a, window))
+
+
+def _outside_range(pixels: np.ndarray, other: np.ndarray, window: np.ndarray) -> np.ndarray:
+    low, high = cv2.erode(other, window), cv2.dilate(other, window)
+    excess = np.maximum(low - pixels, 0) + np.maximum(pixels - high, 0)
+    return np.sqrt((excess**2).sum(axis=2))
 
 
 def _disk(radius: float) -> np.ndarray:
