@@ -82,7 +82,8 @@ def main() -> None:
             small = (1200, 900)
             Image.fromarray(np.hstack([np.asarray(original.resize(small)), np.asarray(result.resize(small))])).save(
                 f"{arguments.save}-{size[0]}x{size[1]}-before-after.png")
-            Image.fromarray((changes.alpha * 255).astype(np.uint8)).save(f"{arguments.save}-{size[0]}x{size[1]}-mask.png")
+            mask = Image.fromarray((changes.alpha * 255).astype(np.uint8))
+            mask.save(f"{arguments.save}-{size[0]}x{size[1]}-mask.png")
             crop = (1300, 200, 2300, 1200) if size[0] > 3000 else (650, 100, 1150, 600)
             Image.fromarray(np.hstack([np.asarray(original.crop(crop)), np.asarray(result.crop(crop)),
                                        np.asarray(frame.resize(size).crop(crop))])).save(

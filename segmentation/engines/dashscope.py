@@ -30,7 +30,9 @@ class DashScopeCrowd(Engine):
         # Whether the model removed anything we can find decides what the download will be: tell
         # the visitor before they spend a code on a copy of their own photo.
         changes = composite.find_changes(photo.open_reduced(composite.WORKING_LONG_SIDE), frame)
-        note = "" if changes.any else _("We found no one to remove in this photo: the download would look like your original.")
+        note = "" if changes.any else _(
+            "We found no one to remove in this photo: the download would look like your original."
+        )
         return Draft(preview=_with_alpha_of(photo, frame), carry=edited.data, note=note)
 
     def finish(self, photo: Photo, carry: bytes | None) -> Result:

@@ -120,7 +120,8 @@ def prompt() -> str:
 
 
 def negative_prompt() -> str:
-    return str(getattr(settings, "DASHSCOPE_NEGATIVE_PROMPT", "") or DEFAULT_NEGATIVE_PROMPT)[:NEGATIVE_PROMPT_MAX_CHARS]
+    value = getattr(settings, "DASHSCOPE_NEGATIVE_PROMPT", "") or DEFAULT_NEGATIVE_PROMPT
+    return str(value)[:NEGATIVE_PROMPT_MAX_CHARS]
 
 
 def input_size(width: int, height: int) -> tuple[int, int]:
@@ -321,10 +322,12 @@ class DashScopeClient:
                 auth=NoAuth(), stream=True, allow_redirects=False,
             )
         except requests.RequestException as exc:
+            # Not chained: requests' messages quote the URL with its query, i.e. the signature,
+            # and a traceback in the log would carry it.
             raise DashScopeError(
                 _result_unavailable_message(), f"DashScope result download from {where} failed: {type(exc).__name__}",
                 retryable=True,
-            ) from exc
+            ) from None
         with response:
             if response.status_code != 200:
                 raise DashScopeError(_result_unavailable_message(),
@@ -344,7 +347,7 @@ class DashScopeClient:
             except requests.RequestException as exc:
                 raise DashScopeError(_result_unavailable_message(),
                                      f"DashScope result download from {where} broke off: {type(exc).__name__}",
-                                     retryable=True) from exc
+                                     retryable=True) from None
         return b"".join(chunks)
 
 
@@ -437,7 +440,8 @@ def error_for(status: int, answer: dict) -> DashScopeError:
     code = str(answer.get("code") or "")
     family = code.split(".", 1)[0]
     request_id = str(answer.get("request_id", ""))
-    detail = f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} (request {request_id})"
+    detail = (f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} "
+              f"(request {request_id})")
 
     if family == "DataInspectionFailed" or code == "InvalidParameter.DataInspection":
         logger.info("%s", detail)

@@ -440,7 +440,8 @@ def _ring_median(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     """The median colour just outside `box`: what a plain background behind a person looks like."""
     height, width = pixels.shape[:2]
     margin = max(2, (box[2] - box[0]) // 10)
-    outer = (max(0, box[0] - margin), max(0, box[1] - margin), min(width, box[2] + margin), min(height, box[3] + margin))
+    outer = (max(0, box[0] - margin), max(0, box[1] - margin),
+             min(width, box[2] + margin), min(height, box[3] + margin))
     ring = np.ones((outer[3] - outer[1], outer[2] - outer[0]), bool)
     ring[box[1] - outer[1]:box[3] - outer[1], box[0] - outer[0]:box[2] - outer[0]] = False
     region = pixels[outer[1]:outer[3], outer[0]:outer[2]]
@@ -453,7 +454,8 @@ def _error(status: int, code: str, message: str, request_id: str):
 
 
 def _oss_error(status: int, code: str, message: str):
-    payload = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    payload = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+               f"<Error><Code>{code}</Code><Message>{message}</Message></Error>")
     return status, [("Content-Type", "application/xml")], payload.encode()
 
 
