@@ -87,6 +87,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Above everything that answers early (static files, refused cross-site posts): every
+    # response gets X-Frame-Options, not only those that reach a view.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portraitsite.middleware.NoVisitorCookiesMiddleware",
     "portraitsite.middleware.HeadersMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -98,7 +101,6 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "portraitsite.middleware.AdminAuthenticationMiddleware",
     "portraitsite.middleware.AdminMessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "portraitsite.urls"
