@@ -8,6 +8,9 @@
 
 LocMem keeps its data in module-level dicts shared by every instance with the same LOCATION (Django
 makes one instance per thread), so the sizes and the sweeper are shared the same way.
+
+Redis needs neither: it expires keys itself, and `bytes_used()` below asks it how much memory it
+holds, which every process and host sharing it sees alike.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import threading
 import time
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
 
 SWEEP_SECONDS = 20
 
@@ -96,3 +100,30 @@ def _purge_expired(entries, expire_info, lock, sizes) -> int:
             expire_info.pop(key, None)
             sizes.pop(key, None)
     return len(expired)
+
+
+def bytes_used(backend: BaseCache) -> int | None:
+    """Bytes of RAM the store holds now, or None for a backend that cannot say.
+
+    Redis answers with INFO's `used_memory`: what it has allocated for every key, with the
+    per-key overhead and pickling included, and the very number its `maxmemory` limit is compared
+    with. Expiry is Redis's own, so the figure drops when jobs expire without anything of ours
+    having to keep a ledger in step. It covers the whole instance (the rate-limit keys, ~1 MB of
+    Redis itself, anything else stored there), which is why docs/scaling.md asks for an instance
+    of its own. Writes go to the first server of LOCATION, so that is the one asked.
+    """
+    if isinstance(backend, SweepingLocMemCache):
+        return backend.bytes_used()
+    if isinstance(backend, RedisCache):
+        client = backend._cache.get_client(write=True)
+        return int(client.info("memory")["used_memory"])
+    return None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for Redis refusing a write at maxmemory (maxmemory-policy noeviction)."""
+    try:
+        from redis.exceptions import OutOfMemoryError
+    except ImportError:
+        return False
+    return isinstance(exc, OutOfMemoryError)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from django.conf import settings
 from django.core.cache import caches
 
+from segmentation import cache
+
 logger = logging.getLogger(__name__)
 
 QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
@@ -94,8 +96,16 @@ def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: 
         photo=photo_meta,
         language=language,
     )
-    put_blob(job, "original", original)
-    save(job)
+    try:
+        put_blob(job, "original", original)
+        save(job)
+    except Exception as exc:
+        # Redis at maxmemory (noeviction) refuses writes: admission raced with other processes and
+        # the budget was set too close to maxmemory. That is a full store, not a crash.
+        if not cache.is_out_of_memory(exc):
+            raise
+        _cache().delete_many([job.token, _blob_key(job.token, "original")])
+        raise StoreFull(retry_after=60) from exc
     return job
 
 
@@ -172,7 +182,8 @@ def settle(token: str) -> None:
 
 
 def usage() -> tuple[int, int]:
-    """Bytes held by the store and the budget (IMAGE_STORE_MAX_BYTES)."""
-    backend = _cache()
-    used = backend.bytes_used() if hasattr(backend, "bytes_used") else 0
-    return used, settings.IMAGE_STORE_MAX_BYTES
+    """Bytes held by the store and the budget (IMAGE_STORE_MAX_BYTES). With Redis the bytes are
+    the server's, shared by every process, so admission is decided on the same figure everywhere
+    (segmentation.cache.bytes_used)."""
+    used = cache.bytes_used(_cache())
+    return used or 0, settings.IMAGE_STORE_MAX_BYTES
