@@ -28,6 +28,8 @@ def test_a_dropped_photo_has_its_passers_by_removed_and_is_unlocked_by_keyboard_
     assert page.inner_text("h1") == "Remove passers-by"
     assert page.locator("#backgrounds").count() == 0, "a crowd result has no transparency to put a colour behind"
     assert "erased" in page.get_attribute("#stage img", "alt")
+    page.wait_for_function("document.querySelector('#stage img').naturalWidth > 0")
+    visitor.screenshot("job-ready-crowd-desktop")
 
     # Keyboard only: Tab to the code, type it, Enter; then Tab to the download and Enter.
     code = issue(count=1, max_uses=1, expires_at=None, label="t").displayed[0]

@@ -77,6 +77,8 @@ def test_a_visitor_removes_a_background_and_downloads_it_on_several_backgrounds(
     assert page.input_value("#compare-range") == "45"
     assert "55%" in page.eval_on_selector(".compare-before", "el => el.style.clipPath")
     assert page.eval_on_selector(".compare-handle", "el => el.style.left") == "45%"
+    assert page.eval_on_selector("#compare", "el => getComputedStyle(el).outlineStyle") == "solid", "focus must show"
+    visitor.screenshot("job-compare-focused-desktop")
 
     # Backgrounds apply to the preview at once.
     stage_colour = "() => getComputedStyle(document.getElementById('stage')).backgroundColor"
