@@ -196,6 +196,17 @@ def test_the_output_size_is_the_largest_useful_for_the_aspect_ratio(photo, size)
     assert client.output_size(*photo) == size
 
 
+def test_the_older_model_gets_no_size(dashscope_fake, settings):
+    settings.DASHSCOPE_MODEL = "qwen-image-edit"
+
+    edited = erase_people(accept_upload(encode(street_scene(1200, 800).image)))
+
+    parameters = dashscope_fake.generation_calls[0].json()["parameters"]
+    assert "size" not in parameters
+    assert parameters["n"] == 1
+    assert abs(edited.width / edited.height - 1.5) < 0.02  # about 1 MP in the photo's aspect ratio
+
+
 def test_the_result_is_fetched_without_our_key_and_with_its_signature(dashscope_fake):
     erase_people(accept_upload(encode(street_scene(800, 600).image)))
 

@@ -68,8 +68,10 @@ MAX_ASPECT = MAX_INPUT_SIDE / MIN_INPUT_SIDE  # 8:1; beyond it no scaling meets 
 # back down), but below this there is too little to find people in.
 MIN_PHOTO_SIDE = 128
 INPUT_JPEG_QUALITY = 92
-# Output `size`: each side 512–2048 (plus/max models only).
+# Output `size`: each side 512–2048, taken only by the plus and max models (and their dated
+# snapshots); the older qwen-image-edit makes about 1 MP in the input's aspect ratio.
 MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE = 512, 2048
+SIZED_MODELS = ("qwen-image-edit-plus", "qwen-image-edit-max")
 MAX_RESULT_BYTES = 40 * 1024 * 1024  # a noisy 2048×2048 RGBA PNG stays well below this
 SEED_LIMIT = 2**31 - 1
 
@@ -203,7 +205,7 @@ def request_body(image: ModelInput, *, seed: int | None = None) -> dict:
         "seed": secrets.randbelow(SEED_LIMIT + 1) if seed is None else seed,
     }
     size = output_size(image.width, image.height)
-    if size is not None:
+    if size is not None and settings.DASHSCOPE_MODEL.startswith(SIZED_MODELS):
         parameters["size"] = f"{size[0]}*{size[1]}"
     return {
         "model": settings.DASHSCOPE_MODEL,

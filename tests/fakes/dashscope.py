@@ -363,7 +363,11 @@ def _validate(body: dict) -> tuple[list[str], str, dict]:
     if type(seed) is not int or not 0 <= seed <= 2147483647:
         raise Refused(400, "InvalidParameter", "seed must be an integer from 0 to 2147483647.")
     if "size" in parameters:
+        if model == "qwen-image-edit":  # the older model makes one image of its own size
+            raise Refused(400, "InvalidParameter", "size is not supported by this model.")
         _output_size(parameters["size"], (1, 1))
+    if model == "qwen-image-edit" and parameters.get("n", 1) != 1:
+        raise Refused(400, "InvalidParameter", "n must be 1 for this model.")
     return images, texts[0], parameters
 
 
