@@ -1,0 +1,427 @@
+"""The embedded engines: background removal and passer-by removal without any third party.
+
+Both read people from MediaPipe's selfie-segmentation model (`selfie.py`). The model sees the
+photo at 256×256, so everything it says is blurry at photo scale; the work here is turning that
+into clean full-resolution results cheaply:
+
+* cutout: the model's map is sharpened along the photo's own edges by a colour guided filter at
+  the working size (~1536 px) at upload. That alpha matte is the carry, so the preview shows
+  exactly the edges the download will have, and the full-resolution phase is only a decode, a
+  bilinear upscale of the matte and a PNG encode.
+* crowd: people are found on the whole frame and on overlapping tiles (see `LocalCrowd`); the
+  passers-by are filled by inpainting at about 1.2 MP at upload, and only that patch and its
+  feathered mask are carried to the full-resolution phase, which blends them into the original.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from django.utils.translation import gettext as _
+from PIL import Image
+
+from segmentation.engines.base import Draft, Engine, EngineError, Result
+from segmentation.engines.selfie import person_probability, probability_by_scale
+from segmentation.images import PREVIEW_MAX_PIXELS, WORKING_LONG_SIDE, Photo, encode_jpeg, encode_png, fit_pixels
+
+# A subject smaller than this share of the frame is either not there or too small for the model
+# (which was trained on selfies) to outline usefully. Measured: photos without a salient subject
+# (landscapes, gradients, textures) stay below 0.01 %; a person filling a tenth of the frame is
+# found at over 95 % IoU.
+MIN_SUBJECT_SHARE = 0.01
+# Blobs smaller than this share of the largest one are specks of misread background, not a second
+# person: a group photo's people are each far larger.
+MIN_BLOB_SHARE_OF_LARGEST = 0.02
+# Guided filter, in pixels of the 1536 px working image: the model's edge is uncertain over about
+# two of its cells (1536 / 256 = 6 px each), so the filter looks a little further than that.
+MATTE_RADIUS = 16
+MATTE_EPS = 1e-3  # small: follow colour edges closely (measured better than 1e-2 on hair)
+MATTE_SUBSAMPLE = 4  # fast guided filter: coefficients at 1/4, applied at full working size
+MATTE_GAIN = 3.0  # probabilities 0.33..0.67 become the soft edge; the rest is fully in or out
+
+
+class LocalCutout(Engine):
+    name = "local"
+    mode = "cutout"
+
+    def start(self, photo: Photo) -> Draft:
+        working = photo.open_reduced(WORKING_LONG_SIDE)
+        rgb = _rgb_of(working)
+        chance = _subject_probability(rgb)
+        alpha = refine_matte(rgb, chance)
+        if working.mode == "RGBA":  # already partly transparent: never make hidden pixels visible
+            alpha = np.minimum(alpha, np.asarray(working.getchannel("A")))
+        cutout = working.convert("RGB")
+        cutout.putalpha(Image.fromarray(alpha))
+        return Draft(preview=fit_pixels(cutout, PREVIEW_MAX_PIXELS), carry=_png(alpha))
+
+    def finish(self, photo: Photo, carry: bytes | None) -> Result:
+        if not carry:
+            raise EngineError(_("This photo has expired. Please upload it again."), "local cutout: no matte")
+        matte = _unpng(carry)
+        image = photo.open()
+        # Bilinear is enough: the matte was already refined along the photo's edges at the working
+        # size, and upscaling it at most ~3× (12–24 MP) keeps the edge smooth, never stair-stepped.
+        alpha = cv2.resize(matte, image.size, interpolation=cv2.INTER_LINEAR)
+        if image.mode == "RGBA":
+            alpha = np.minimum(alpha, np.asarray(image.getchannel("A")))
+            image = image.convert("RGB")
+        image.putalpha(Image.fromarray(alpha))
+        return Result(encode_png(image), "image/png", image.width, image.height)
+
+
+def _subject_probability(rgb: np.ndarray) -> np.ndarray:
+    """The model's 256×256 map with specks removed, or EngineError when no one is there."""
+    chance = person_probability(rgb)
+    count, labels, stats, _centroids = cv2.connectedComponentsWithStats((chance > 0.5).astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if count < 2 or areas.max() < MIN_SUBJECT_SHARE * chance.size:
+        raise EngineError(
+            _("We could not find a person in this photo. Please choose a photo in which someone is clearly visible."),
+            f"local cutout: largest blob {areas.max() if count > 1 else 0} of {chance.size} cells",
+        )
+    specks = np.flatnonzero(areas < MIN_BLOB_SHARE_OF_LARGEST * areas.max()) + 1
+    if specks.size:
+        chance[np.isin(labels, specks)] = 0
+    return chance
+
+
+def refine_matte(rgb: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    """An 8-bit alpha matte at the image's size from the model's low-resolution map.
+
+    Colour guided filter (He, Sun & Tang), fast variant: the linear coefficients that map the
+    image's colours to the probability are fitted at 1/4 size and applied to the full image, so
+    the matte's edge follows the photo's edges (hair, shoulders) instead of the model's 256-cell
+    grid. Measured on people pasted into generated scenes: 27 % less error along the outline
+    than the upscaled map alone, at ~70 ms for a 1536 px image.
+    """
+    height, width = rgb.shape[:2]
+    chance = cv2.resize(chance, (width, height), interpolation=cv2.INTER_LINEAR)
+    guided = _guided_filter(rgb, chance, MATTE_RADIUS * max(width, height) // WORKING_LONG_SIDE or 1)
+    alpha = (guided - 0.5) * (MATTE_GAIN * 255) + 127.5
+    return np.clip(alpha, 0, 255).astype(np.uint8)
+
+
+def _guided_filter(rgb: np.ndarray, target: np.ndarray, radius: int) -> np.ndarray:
+    height, width = target.shape
+    guide = rgb.astype(np.float32) * np.float32(1 / 255)
+    small_size = (max(1, width // MATTE_SUBSAMPLE), max(1, height // MATTE_SUBSAMPLE))
+    I = cv2.resize(guide, small_size, interpolation=cv2.INTER_AREA)
+    p = cv2.resize(target, small_size, interpolation=cv2.INTER_AREA)
+    window = (2 * max(1, radius // MATTE_SUBSAMPLE) + 1,) * 2
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return cv2.blur(x, window, borderType=cv2.BORDER_REFLECT)
+
+    mean_I, mean_p = mean(I), mean(p)
+    cov_Ip = mean(I * p[..., None]) - mean_I * mean_p[..., None]
+    r, g, b = I[..., 0], I[..., 1], I[..., 2]
+    mr, mg, mb = mean_I[..., 0], mean_I[..., 1], mean_I[..., 2]
+    # The colour covariance per window (symmetric 3×3, regularised), inverted in closed form:
+    # np.linalg.solve on a million tiny systems is ten times slower.
+    rr = mean(r * r) - mr * mr + MATTE_EPS
+    rg = mean(r * g) - mr * mg
+    rb = mean(r * b) - mr * mb
+    gg = mean(g * g) - mg * mg + MATTE_EPS
+    gb = mean(g * b) - mg * mb
+    bb = mean(b * b) - mb * mb + MATTE_EPS
+    inv_rr, inv_rg, inv_rb = gg * bb - gb * gb, rb * gb - rg * bb, rg * gb - rb * gg
+    inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rg * rb - rr * gb, rr * gg - rg * rg
+    det = rr * inv_rr + rg * inv_rg + rb * inv_rb
+    x, y, z = cov_Ip[..., 0], cov_Ip[..., 1], cov_Ip[..., 2]
+    a = np.dstack([inv_rr * x + inv_rg * y + inv_rb * z,
+                   inv_rg * x + inv_gg * y + inv_gb * z,
+                   inv_rb * x + inv_gb * y + inv_bb * z]) / det[..., None]
+    offset = mean_p - (a * mean_I).sum(axis=2)
+    a = cv2.resize(mean(a), (width, height), interpolation=cv2.INTER_LINEAR)
+    offset = cv2.resize(mean(offset), (width, height), interpolation=cv2.INTER_LINEAR)
+    return (a * guide).sum(axis=2) + offset
+
+
+def _rgb_of(image: Image.Image) -> np.ndarray:
+    """Pixels for the model: transparent areas of an RGBA upload shown as neutral grey, since the
+    colour hidden under alpha 0 is arbitrary (often black) and could read as a silhouette."""
+    if image.mode != "RGBA":
+        return np.asarray(image.convert("RGB"))
+    grey = Image.new("RGB", image.size, (128, 128, 128))
+    grey.paste(image, mask=image.getchannel("A"))
+    return np.asarray(grey)
+
+
+def _png(mask: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    return data.tobytes()
+
+
+def _unpng(data: bytes) -> np.ndarray:
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise ValueError("carry is not a PNG")
+    return mask
+
+
+# --- Crowd ------------------------------------------------------------------------------------------
+
+CROWD_WORKING_PIXELS = 1_200_000  # detection and inpainting size: ~1265×949 for a 4:3 photo
+# Smallest person worth erasing, as a share of the frame: about 15×40 px at the working size.
+MIN_PERSON_SHARE = 0.0005
+# On tiles the model also "finds" people in rockets, motorbikes and coffee cups: trained on
+# selfies, it outlines whatever stands out when nothing else does. A passer-by must therefore be
+# seen at two of the three scales (mean probability over the blob) and found again, in the same
+# shape, in squares centred on it at these multiples of its size. Measured on 18 generated scenes
+# with 34 pasted passers-by and on skimage's rocket, motorcycle, coffee, cat and astronaut photos:
+# 31 of the people erased, nothing else erased.
+SEEN = 0.5
+RELOOK_CONTEXTS = (1.2, 1.6)
+RELOOK_MIN_IOU = 0.55
+ERASE_MARGIN = 0.008  # of the long side: the model's outline sits a little inside hair and edges
+ERASE_FEATHER = 0.006  # of the long side: width of the soft seam around an erased person
+PROTECT_MARGIN = 4  # working pixels kept around the subject, > 1 so upscaling cannot reach it
+INPAINT_RADIUS = 5
+# A hole is filled from a nearby stretch of background (same size, shifted sideways, where people
+# stand on the same ground) when that stretch's surroundings match the hole's: compared blurred
+# (noise is not structure) and after removing the mean colour difference (the Poisson blend
+# absorbs smooth offsets), 95 % of the surrounding pixels must differ by at most this many 8-bit
+# levels. Otherwise inpainting's smooth fill is the safer guess. Measured on generated scenes:
+# skies and walls 1–26, a horizon at the wrong height or mismatched colour fields 76–191.
+PATCH_MAX_MISMATCH = 40
+
+
+@dataclass
+class _Blob:
+    label: int
+    area: int
+    centre: tuple[float, float]
+    seen: list[float]  # mean probability over the blob: whole frame, then each tile size
+
+
+class LocalCrowd(Engine):
+    name = "local"
+    mode = "crowd"
+
+    def start(self, photo: Photo) -> Draft:
+        working = fit_pixels(photo.open_reduced(WORKING_LONG_SIDE), CROWD_WORKING_PIXELS)
+        rgb = _rgb_of(working)
+        labels, subject, others = find_people(rgb)
+        if subject is None:
+            raise EngineError(
+                _("We could not find a person in this photo. Please choose a photo in which you are clearly visible."),
+                "local crowd: no person on the whole frame",
+            )
+        if not others:
+            return Draft(
+                preview=working,
+                note=_("We found no one to remove besides the main person, so your photo is unchanged."),
+            )
+        alpha = erase_alpha(labels, subject.label, others)
+        filled = fill_erased(rgb, alpha, labels > 0)
+        result = _blend(np.asarray(working.convert("RGB")), filled, alpha)
+        preview = Image.fromarray(result)
+        if working.mode == "RGBA":
+            preview.putalpha(working.getchannel("A"))
+        return Draft(preview=preview, carry=_pack_patch(alpha, filled))
+
+    def finish(self, photo: Photo, carry: bytes | None) -> Result:
+        if carry is None:  # nobody to remove: the download is the visitor's own photo
+            data, media_type = photo.upright_bytes()
+            return Result(data, media_type, photo.width, photo.height)
+        working_size, box, alpha, fill = _unpack_patch(carry)
+        image = photo.open()
+        full_box = _scale_box(box, working_size, image.size)
+        size = (full_box[2] - full_box[0], full_box[3] - full_box[1])
+        region = np.array(image.crop(full_box))
+        alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LINEAR)
+        fill = cv2.resize(fill, size, interpolation=cv2.INTER_LINEAR)
+        region[..., :3] = _blend(region[..., :3], fill, alpha)
+        # Only the erased area is touched: every pixel outside `full_box`, and every pixel inside
+        # it where alpha is 0 (the subject among them), keeps the original's exact value.
+        image.paste(Image.fromarray(region, image.mode), full_box[:2])
+        if image.mode == "RGBA":
+            return Result(encode_png(image), "image/png", image.width, image.height)
+        return Result(encode_jpeg(image, quality=95), "image/jpeg", image.width, image.height)
+
+
+def find_people(rgb: np.ndarray) -> tuple[np.ndarray, _Blob | None, list[int]]:
+    """A label image of everything the model outlines, the main subject (None when the whole
+    frame shows nobody) and the labels of the other people."""
+    height, width = rgb.shape[:2]
+    maps = probability_by_scale(rgb)
+    chance = np.maximum.reduce(maps)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats((chance > 0.5).astype(np.uint8), connectivity=8)
+    blobs = []
+    for label in range(1, count):
+        area = int(stats[label, cv2.CC_STAT_AREA])
+        if area < MIN_PERSON_SHARE * width * height:
+            continue
+        left, top, box_width, box_height = (int(v) for v in stats[label, :4])
+        box = (slice(top, top + box_height), slice(left, left + box_width))
+        inside = labels[box] == label
+        seen = [float(chance_map[box][inside].mean()) for chance_map in maps]
+        blobs.append(_Blob(label, area, (float(centroids[label][0]), float(centroids[label][1])), seen))
+    # The subject is someone the model sees on the whole frame, its own setting; tiles only add
+    # the people too small for that.
+    candidates = [blob for blob in blobs if blob.seen[0] > 0.5 and blob.area >= MIN_SUBJECT_SHARE * width * height]
+    if not candidates:
+        return labels, None, []
+    subject = main_subject(candidates, (height, width))
+    others = [
+        blob.label
+        for blob in blobs
+        if blob is not subject
+        and sum(share >= SEEN for share in blob.seen) >= 2
+        and relook_agreement(rgb, labels, blob.label) >= RELOOK_MIN_IOU
+    ]
+    return labels, subject, others
+
+
+def relook_agreement(rgb: np.ndarray, labels: np.ndarray, label: int) -> float:
+    """How well the model finds blob `label` again in squares centred on it: the lowest overlap
+    (IoU) between the blob and the new outline, counted near the blob only, where other blobs
+    (the subject next to a passer-by) do not count against it."""
+    height, width = labels.shape
+    rows, cols = np.nonzero(labels == label)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    reach = max(bottom - top, right - left) // 4
+    near = (slice(max(0, top - reach), bottom + reach), slice(max(0, left - reach), right + reach))
+    blob = labels[near] == label
+    counted = blob | (labels[near] == 0)
+    lowest = 1.0
+    for context in RELOOK_CONTEXTS:
+        side = min(max(8, int(max(bottom - top, right - left) * context)), width, height)
+        # Squares reaching past the frame are shifted back inside it.
+        x0 = min(max(0, (left + right - side) // 2), width - side)
+        y0 = min(max(0, (top + bottom - side) // 2), height - side)
+        again = np.zeros(labels.shape, bool)
+        again[y0 : y0 + side, x0 : x0 + side] = person_probability(rgb[y0 : y0 + side, x0 : x0 + side], (side, side)) > 0.5
+        found = again[near] & counted
+        union = np.count_nonzero(found | blob)
+        lowest = min(lowest, np.count_nonzero(found & blob) / union if union else 0.0)
+    return lowest
+
+
+def main_subject(people: list[_Blob], shape: tuple[int, int]) -> _Blob:
+    """The largest person, favouring the centre: someone at a corner must be twice the size of
+    someone at the centre to count as the subject."""
+    height, width = shape
+    half_diagonal = np.hypot(width, height) / 2
+
+    def weight(person: _Blob) -> float:
+        off_centre = np.hypot(person.centre[0] - width / 2, person.centre[1] - height / 2) / half_diagonal
+        return person.area * (1 - 0.5 * off_centre)
+
+    return max(people, key=weight)
+
+
+def erase_alpha(labels: np.ndarray, subject: int, others: list[int]) -> np.ndarray:
+    """How much of the inpainted image to take at each working pixel (uint8): 255 over the other
+    people and a margin, a soft seam around that, 0 on and near the subject."""
+    long_side = max(labels.shape)
+    margin = max(1, round(ERASE_MARGIN * long_side))
+    feather = max(1, round(ERASE_FEATHER * long_side))
+    others_mask = np.isin(labels, others).astype(np.uint8) * 255
+    core = cv2.dilate(others_mask, _disc(margin))
+    # Blur a mask grown by the seam's width, so the blur's fall-off lies outside the core.
+    alpha = cv2.GaussianBlur(cv2.dilate(others_mask, _disc(margin + feather)), (0, 0), feather / 2.5)
+    np.maximum(alpha, core, out=alpha)
+    protect = cv2.dilate((labels == subject).astype(np.uint8), _disc(PROTECT_MARGIN))
+    alpha[protect > 0] = 0
+    return alpha
+
+
+def fill_erased(rgb: np.ndarray, alpha: np.ndarray, occupied: np.ndarray) -> np.ndarray:
+    """The working image with every erased hole filled: by Telea inpainting everywhere, then, per
+    hole, by a matching patch of nearby background Poisson-blended in (cv2.seamlessClone), which
+    keeps texture (bricks, foliage, noise) that inpainting smears into a blur."""
+    hole = (alpha > 0).astype(np.uint8)
+    filled = cv2.inpaint(rgb, hole, INPAINT_RADIUS, cv2.INPAINT_TELEA)
+    height, width = hole.shape
+    soft = cv2.GaussianBlur(rgb, (0, 0), 2).astype(np.int16)
+    # A source patch must not contain anyone (or anything the model outlined) or another hole.
+    blocked = cv2.dilate((occupied | (hole > 0)).astype(np.uint8), _disc(2)) > 0
+    count, holes, stats, _centroids = cv2.connectedComponentsWithStats(hole, connectivity=8)
+    for label in range(1, count):
+        left, top, hole_width, hole_height = (int(v) for v in stats[label, :4])
+        pad = max(3, min(hole_width, hole_height) // 8)
+        x0, y0 = max(0, left - pad), max(0, top - pad)
+        x1, y1 = min(width, left + hole_width + pad), min(height, top + hole_height + pad)
+        box_width, box_height = x1 - x0, y1 - y0
+        inside = holes[y0:y1, x0:x1] == label
+        known = hole[y0:y1, x0:x1] == 0
+        around = soft[y0:y1, x0:x1][known]
+        best = None
+        for step in (1.1, 1.5, 2.0, 2.6, 3.3):
+            for dx in (-int(step * box_width), int(step * box_width)):
+                for dy in (0, -box_height // 4, box_height // 4):
+                    sx, sy = x0 + dx, y0 + dy
+                    if sx < 0 or sy < 0 or sx + box_width > width or sy + box_height > height:
+                        continue
+                    if blocked[sy : sy + box_height, sx : sx + box_width][inside].any():
+                        continue
+                    difference = soft[sy : sy + box_height, sx : sx + box_width][known] - around
+                    mismatch = np.abs(difference - difference.mean(axis=0)).max(axis=1)
+                    if best is None or mismatch.mean() < best[0]:
+                        best = (float(mismatch.mean()), float(np.percentile(mismatch, 95)), sx, sy)
+        if best is None or best[1] > PATCH_MAX_MISMATCH:
+            continue
+        _mean, _worst, sx, sy = best
+        mask = inside.astype(np.uint8) * 255
+        mask[0, :] = mask[-1, :] = mask[:, 0] = mask[:, -1] = 0  # seamlessClone needs a border
+        mx, my, mw, mh = cv2.boundingRect(mask)
+        # seamlessClone places the mask's bounding box centred on this point.
+        centre = (x0 + mx + mw // 2, y0 + my + mh // 2)
+        source = np.ascontiguousarray(rgb[sy : sy + box_height, sx : sx + box_width])
+        filled = cv2.seamlessClone(source, filled, mask, centre, cv2.NORMAL_CLONE)
+    return filled
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _blend(base: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """base·(255−α) + fill·α, rounded, in integers: where α is 0 the result is `base` exactly."""
+    weight = alpha.astype(np.uint16)[..., None]
+    mixed = base.astype(np.uint16) * (255 - weight) + fill.astype(np.uint16) * weight + 127
+    return (mixed // 255).astype(np.uint8)
+
+
+# The carry: working size, the box around the erased area, its alpha (PNG) and its fill (JPEG).
+# Only the box is kept; a passer-by is a few percent of the frame, so this is tens of kilobytes.
+_PATCH = struct.Struct(">4sHHHHHHI")
+_PATCH_MAGIC = b"LCP1"
+
+
+def _pack_patch(alpha: np.ndarray, filled: np.ndarray) -> bytes:
+    left, top, width, height = cv2.boundingRect((alpha > 0).astype(np.uint8))
+    crop = (slice(top, top + height), slice(left, left + width))
+    mask = _png(alpha[crop])
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(filled[crop])).save(buffer, "JPEG", quality=95)
+    header = _PATCH.pack(_PATCH_MAGIC, alpha.shape[1], alpha.shape[0], left, top, width, height, len(mask))
+    return header + mask + buffer.getvalue()
+
+
+def _unpack_patch(carry: bytes) -> tuple[tuple[int, int], tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    magic, working_width, working_height, left, top, width, height, mask_length = _PATCH.unpack_from(carry)
+    if magic != _PATCH_MAGIC:
+        raise ValueError("not a local crowd patch")
+    start = _PATCH.size
+    alpha = _unpng(carry[start : start + mask_length])
+    with Image.open(io.BytesIO(carry[start + mask_length :])) as fill:
+        fill_rgb = np.asarray(fill.convert("RGB"))
+    return (working_width, working_height), (left, top, left + width, top + height), alpha, fill_rgb
+
+
+def _scale_box(box: tuple[int, int, int, int], working: tuple[int, int], full: tuple[int, int]) -> tuple[int, int, int, int]:
+    scale_x, scale_y = full[0] / working[0], full[1] / working[1]
+    left, top, right, bottom = box
+    return (
+        int(np.floor(left * scale_x)),
+        int(np.floor(top * scale_y)),
+        min(full[0], int(np.ceil(right * scale_x))),
+        min(full[1], int(np.ceil(bottom * scale_y))),
+    )

@@ -1,0 +1,103 @@
+"""MediaPipe's selfie-segmentation model, run through OpenCV's DNN module.
+
+The model ships inside the package (`segmentation/models/`, see SOURCE.md there) and is never
+downloaded. It takes the whole picture stretched to 256×256 (MediaPipe's own graph does not keep
+the aspect ratio either) and answers, for each of its 256×256 cells, the probability that the cell
+shows a person.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "selfie_segmentation.tflite"
+MODEL_SIDE = 256
+
+# A cv2.dnn.Net keeps its intermediate blobs inside itself, so two threads calling forward() on one
+# net overwrite each other's activations. Each worker thread loads its own (250 KB, ~20 ms).
+_nets = threading.local()
+
+
+def _net() -> cv2.dnn.Net:
+    net = getattr(_nets, "net", None)
+    if net is None:
+        net = cv2.dnn.readNetFromTFLite(str(MODEL_PATH))
+        _nets.net = net
+    return net
+
+
+def model_input(rgb: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 RGB array as the model's 1x3x256x256 float32 blob in 0..1."""
+    square = cv2.resize(rgb, (MODEL_SIDE, MODEL_SIDE), interpolation=cv2.INTER_AREA)
+    return cv2.dnn.blobFromImage(square, scalefactor=1 / 255)
+
+
+def probabilities(blob: np.ndarray) -> np.ndarray:
+    """Run the model on one blob from `model_input`: a 256x256 float32 map in 0..1."""
+    net = _net()
+    net.setInput(blob)
+    return net.forward()[0, 0].copy()
+
+
+def person_probability(image: Image.Image | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Person probability for each pixel of an RGB(A) picture, float32 in 0..1.
+
+    The map is 256x256, or resized (bilinear) to `size` = (width, height) when given, e.g. the
+    image's own size.
+    """
+    rgb = _rgb_array(image)
+    chance = probabilities(model_input(rgb))
+    if size is not None and size != (MODEL_SIDE, MODEL_SIDE):
+        chance = cv2.resize(chance, size, interpolation=cv2.INTER_LINEAR)
+    return chance
+
+
+def _rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        return image[..., :3] if image.shape[-1] == 4 else image
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+# Tiles for finding people far smaller than the frame, as fractions of the image's short side.
+# The model was trained on selfies, where the person fills most of the picture: a passer-by a
+# tenth of the frame high is invisible to it on the whole frame but plain in a tile half the
+# frame high (measured: mean probability over such people 0.1–0.5 whole-frame, 0.85–0.98 in
+# tiles). Neighbouring tiles overlap by half, so anyone smaller than half a tile is whole in one.
+TILE_FRACTIONS = (1 / 2, 1 / 3)
+
+
+def tile_origins(width: int, height: int, side: int) -> list[tuple[int, int]]:
+    """Top-left corners of square tiles of `side` covering the image, overlapping by half."""
+    step = max(1, side // 2)
+
+    def starts(length: int) -> list[int]:
+        last = max(0, length - side)
+        points = list(range(0, last + 1, step))
+        if points[-1] != last:
+            points.append(last)
+        return points
+
+    return [(x, y) for y in starts(height) for x in starts(width)]
+
+
+def probability_by_scale(rgb: np.ndarray, fractions: tuple[float, ...] = TILE_FRACTIONS) -> list[np.ndarray]:
+    """Person probability at the image's size as seen at each scale: the whole frame first, then
+    for each tile size the most confident of the tiles covering each pixel. float32 HxW in 0..1."""
+    height, width = rgb.shape[:2]
+    maps = [person_probability(rgb, (width, height))]
+    for fraction in fractions:
+        side = int(min(width, height) * fraction)
+        chance = np.zeros((height, width), np.float32)
+        if side >= MODEL_SIDE // 2:  # smaller tiles have too little detail to say anything
+            for x, y in tile_origins(width, height, side):
+                window = chance[y : y + side, x : x + side]
+                np.maximum(window, person_probability(rgb[y : y + side, x : x + side], (side, side)), out=window)
+        maps.append(chance)
+    return maps
