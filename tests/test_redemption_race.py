@@ -41,6 +41,19 @@ def redeem_unguarded(code: str, tool: str) -> int:
     return Redemption.objects.create(code=row, tool=tool).pk
 
 
+def start_together(barrier) -> None:
+    """Connect first (the race is on the UPDATE, not on connecting), then wait for the others.
+    A racer that cannot connect breaks the barrier, so the rest fail fast instead of waiting."""
+    from django.db import connection
+
+    try:
+        connection.ensure_connection()
+    except Exception:
+        barrier.abort()
+        raise
+    barrier.wait(timeout=120)
+
+
 def race_round(redeem, max_uses: int) -> dict:
     import threading
 
@@ -57,8 +70,7 @@ def race_round(redeem, max_uses: int) -> dict:
 
     def racer() -> None:
         try:
-            connection.ensure_connection()  # connect first: the race is on the UPDATE
-            barrier.wait()
+            start_together(barrier)
             redeem(code, "cutout")
             outcomes.append("sold")
         except CodeRejected as rejected:
@@ -101,8 +113,7 @@ def release_round() -> dict:
 
     def racer() -> None:
         try:
-            connection.ensure_connection()
-            barrier.wait()
+            start_together(barrier)
             release(first)
         except Exception as exc:  # noqa: BLE001
             errors.append(f"error: {type(exc).__name__}: {exc}")
@@ -146,9 +157,12 @@ def races_on(database_url: str) -> dict:
         "DEBUG": "true",
         "PYTHONPATH": str(ROOT),
     }
-    done = subprocess.run(
-        [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"the races did not finish within 300 s: {(expired.stderr or b'')[-3000:]!r}")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
