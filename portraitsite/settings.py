@@ -127,6 +127,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": _setting(env.db_url, "DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Concurrent redemptions queue on SQLite's write lock instead of failing "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- The job store -------------------------------------------------------------------------

@@ -5,10 +5,14 @@ from django.urls import include, path
 
 from portraitsite import views
 
+admin.site.site_header = admin.site.site_title = f"{settings.OPERATOR_NAME} · unlock codes"
+admin.site.index_title = "Staff"
+
 # English at the root, other languages under their prefix (/zh-hans/...): the language is in the
 # URL, never in a cookie.
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon),
     path(settings.ADMIN_URL, admin.site.urls),
     *i18n_patterns(
         path("", include("segmentation.urls")),
