@@ -180,6 +180,20 @@ DASHSCOPE_API_URL = _setting(
     env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1"
 ).rstrip("/")
 DASHSCOPE_MODEL = _setting(env.str, "DASHSCOPE_MODEL", default="qwen-image-edit-plus")
+
+
+def _prompt(name: str, limit: int) -> str:
+    """An instruction for the image-edit model; empty means the built-in one. DashScope refuses a
+    longer text, and cutting it would silently change what the operator wrote."""
+    value = _setting(env.str, name, default="").strip()
+    if len(value) > limit:
+        raise ImproperlyConfigured(f"{name} is {len(value)} characters long; DashScope takes at most {limit}.")
+    return value
+
+
+DASHSCOPE_PROMPT = _prompt("DASHSCOPE_PROMPT", 800)
+DASHSCOPE_NEGATIVE_PROMPT = _prompt("DASHSCOPE_NEGATIVE_PROMPT", 500)
+
 BACKGROUND_ENGINE = _choice("BACKGROUND_ENGINE", "auto", ("auto", "removebg", "local"))
 CROWD_ENGINE = _choice("CROWD_ENGINE", "auto", ("auto", "dashscope", "local"))
 if BACKGROUND_ENGINE == "removebg" and not REMOVEBG_API_KEY:
