@@ -102,10 +102,9 @@ def _content_length(request: HttpRequest) -> int | None:
 
 
 def _too_large(request: HttpRequest) -> HttpResponse:
-    response = error_response(request, 413, "too_large", limit=images.human_bytes(settings.MAX_UPLOAD_BYTES))
-    # The unread body is still on the wire; closing is the only honest way to refuse it.
-    response["Connection"] = "close"
-    return response
+    # The unread rest of the body is not ours to handle: gunicorn discards it in small chunks
+    # before the next request on the connection (WSGI forbids setting Connection ourselves).
+    return error_response(request, 413, "too_large", limit=images.human_bytes(settings.MAX_UPLOAD_BYTES))
 
 
 def see_other(url: str) -> HttpResponse:
