@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.utils import translation
 from django.utils.translation.template import templatize
 
 from portraitsite.templatetags.site import preferred_language
@@ -28,6 +29,14 @@ CONTEXT = {"pgettext", "pgettext_lazy"}
 HAN = re.compile(r"[\u4e00-\u9fff]")
 PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 TAG = re.compile(r"</?\w+")
+
+
+@pytest.fixture(autouse=True)
+def default_language_afterwards():
+    """A request under /zh-hans/ leaves Chinese active on the test's thread (LocaleMiddleware
+    activates, nothing deactivates); later tests must not inherit it."""
+    yield
+    translation.deactivate()
 
 
 # --- Reading catalogues and sources -------------------------------------------------------------
