@@ -125,13 +125,14 @@ def test_cutout_outlines_the_person(kind, placement):
     cutout = decode(result.data)
     assert cutout.mode == "RGBA" and cutout.size == (1600, 1200)
     alpha = np.asarray(cutout.getchannel("A"))
-    # Measured over these 12 scenes: IoU 0.94–0.99 (mean 0.98); 0.9 leaves room for JPEG and
+    # Measured over these 12 scenes: IoU 0.95–0.996 (mean 0.984); 0.9 leaves room for JPEG and
     # resampling differences between library versions without letting a real regression through.
     assert iou(alpha > 127, truth) > 0.90
     # Away from the outline (beyond 3 % of the frame's height) the answer must be clear-cut:
-    # measured 96.5–100 % of the inside fully opaque, 99.1–100 % of the background fully clear.
+    # measured 95.2–100 % of the inside fully opaque (the lowest where white cords meet the
+    # straight cut along the helmet), 99.97–100 % of the background fully clear.
     inside, outside = ring(truth, 36)
-    assert np.mean(alpha[inside] == 255) > 0.95
+    assert np.mean(alpha[inside] == 255) > 0.93
     assert np.mean(alpha[outside] == 0) > 0.98
     # The colours are the photo's own, untouched where the person is opaque.
     original = np.asarray(photo.open())

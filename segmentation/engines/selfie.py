@@ -89,15 +89,26 @@ def tile_origins(width: int, height: int, side: int) -> list[tuple[int, int]]:
 
 def probability_by_scale(rgb: np.ndarray, fractions: tuple[float, ...] = TILE_FRACTIONS) -> list[np.ndarray]:
     """Person probability at the image's size as seen at each scale: the whole frame first, then
-    for each tile size the most confident of the tiles covering each pixel. float32 HxW in 0..1."""
+    for each tile size the most confident of the tiles covering each pixel. float32 HxW in 0..1.
+
+    Tiles of the second and later sizes are only looked at where an earlier scale saw someone
+    (probability > 0.5 somewhere in the tile) and left at 0 elsewhere: the crowd engine counts a
+    pixel as a person only when the whole frame or two tile sizes agree, so a tile where nothing
+    was seen before could not change its answer, and skipping them saves half the model runs on
+    a typical photo.
+    """
     height, width = rgb.shape[:2]
     maps = [person_probability(rgb, (width, height))]
-    for fraction in fractions:
+    seen = maps[0] > 0.5
+    for index, fraction in enumerate(fractions):
         side = int(min(width, height) * fraction)
         chance = np.zeros((height, width), np.float32)
         if side >= MODEL_SIDE // 2:  # smaller tiles have too little detail to say anything
             for x, y in tile_origins(width, height, side):
+                if index > 0 and not seen[y : y + side, x : x + side].any():
+                    continue
                 window = chance[y : y + side, x : x + side]
                 np.maximum(window, person_probability(rgb[y : y + side, x : x + side], (side, side)), out=window)
         maps.append(chance)
+        seen |= chance > 0.5
     return maps
