@@ -29,3 +29,27 @@ def test_model_answers_a_256_square_probability_map():
     assert chance.shape == (256, 256) and chance.dtype == np.float32
     assert 0.0 <= chance.min() and chance.max() <= 1.0
     assert selfie.person_probability(picture, (400, 300)).shape == (300, 400)
+
+
+def test_threads_running_the_model_at_once_get_the_answers_of_one_at_a_time():
+    # A cv2.dnn.Net keeps its activations inside itself; shared between threads it fails its own
+    # assertions or returns another thread's map. Each thread must have its own.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skimage import data
+
+    pictures = [np.ascontiguousarray(np.roll(data.astronaut(), 40 * shift, axis=1)) for shift in range(8)]
+    alone = [selfie.person_probability(picture) for picture in pictures]
+    start = threading.Barrier(4)
+
+    def run(first: int) -> list[tuple[int, np.ndarray]]:
+        start.wait()
+        return [((first + k) % 8, selfie.person_probability(pictures[(first + k) % 8])) for k in range(8)]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [answer for batch in pool.map(run, range(4)) for answer in batch]
+
+    assert len(answers) == 32
+    for index, chance in answers:
+        np.testing.assert_allclose(chance, alone[index], atol=1e-5)
