@@ -6,7 +6,7 @@ from PIL import Image
 
 from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+from tests.fakes.dashscope import FakeDashScope, dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
 
 ALIBABA = "https://dashscope-intl.aliyuncs.com/api/v1"
 
@@ -88,3 +88,20 @@ def test_the_result_signature_never_reaches_the_operator_detail(dashscope_fake):
 
     assert "/results/" in caught.value.operator_detail
     assert "Signature" not in caught.value.operator_detail and "Expires" not in caught.value.operator_detail
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_from_the_result_url_is_refused_and_not_followed(dashscope_fake, status):
+    with FakeDashScope() as elsewhere:
+        target = elsewhere.publish(Image.new("RGB", (600, 400)))  # a real image, were it fetched
+        dashscope_fake.redirect_download_next(target, status)
+        dashscope = client.DashScopeClient()
+
+        with pytest.raises(client.DashScopeError) as caught:
+            dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+
+        assert elsewhere.requests == []
+    assert f"HTTP {status}" in caught.value.operator_detail
+    assert "Signature" not in caught.value.operator_detail
+    assert len(dashscope_fake.generation_calls) == 1
+    assert [download.status for download in dashscope_fake.downloads] == [status]  # not repeated either

@@ -1,5 +1,6 @@
 """Every DashScope call is billed, so a job calls once: retries only where no image can have been
-made (a connection never opened, a 429, a 500/503/504), and a bounded number of them."""
+made (a connection never opened, a 429, a 500/503/504), and a bounded number of them. The result
+download costs nothing and may be repeated after any transient failure."""
 
 import dataclasses
 import socket
@@ -42,6 +43,18 @@ def test_server_errors_are_retried_a_bounded_number_of_times(dashscope_fake, das
     assert caught.value.retryable
     assert len(dashscope_fake.generation_calls) == client.RETRY_POLICY.attempts == 3
     assert len(dashscope_sleeps) == 2
+
+
+def test_a_bad_gateway_is_not_repeated(dashscope_fake, dashscope_sleeps):
+    # Only 500/503/504 are DashScope's documented transient failures; a 502 from a gateway in front
+    # of it says nothing about whether the model ran (and billed).
+    dashscope_fake.fail_next(502, "BadGateway", times=3)
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    assert caught.value.retryable
+    assert len(dashscope_fake.generation_calls) == 1 and dashscope_sleeps == []
 
 
 def test_throttling_waits_as_long_as_retry_after_asks(dashscope_fake, dashscope_sleeps):
@@ -150,6 +163,17 @@ def test_a_failed_download_is_retried_without_calling_the_model_again(dashscope_
 
     assert len(dashscope_fake.generation_calls) == 1
     assert [download.status for download in dashscope_fake.downloads] == [503, 200]
+
+
+def test_a_download_cut_off_is_fetched_again_without_calling_the_model_again(dashscope_fake, dashscope_sleeps):
+    # Fetching a stored result costs nothing: unlike the billed call, a dropped connection is repeated.
+    dashscope_fake.drop_download_next()
+
+    erase_people()
+
+    assert len(dashscope_fake.generation_calls) == 1
+    assert [download.status for download in dashscope_fake.downloads] == [0, 200]
+    assert len(dashscope_sleeps) == 1
 
 
 def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dashscope_sleeps):

@@ -2,6 +2,7 @@
 waits recorded instead of slept."""
 
 import email.utils
+import socket
 import time
 
 import pytest
@@ -73,18 +74,26 @@ def test_server_errors_give_up_after_three_tries(removebg_fake, removebg_sleeps,
     assert len(removebg_fake.requests) == 3 and len(removebg_sleeps) == 2
 
 
-def test_dropped_connections_are_retried(removebg_fake, removebg_sleeps, photo):
-    removebg_fake.drop_next(times=2)
-    removebg.cut_out(photo, "preview")
-    assert len(removebg_fake.requests) == 3 and len(removebg_sleeps) == 2
+def test_a_connection_dropped_after_the_upload_is_not_repeated(removebg_fake, removebg_sleeps, photo):
+    # remove.bg read the whole request: it may have made, and charged for, the cutout.
+    removebg_fake.drop_next()
+    with pytest.raises(removebg.RemoveBgError) as caught:
+        removebg.cut_out(photo, "full")
+    assert caught.value.retryable and caught.value.status is None
+    assert "may have been charged" in caught.value.operator_detail
+    assert len(removebg_fake.requests) == 1 and removebg_sleeps == []
 
 
-def test_connections_that_keep_dropping_give_up(removebg_fake, removebg_sleeps, photo):
-    removebg_fake.drop_next(times=10)
+def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(removebg_fake, removebg_sleeps, photo,
+                                                                             settings):
+    with socket.socket() as placeholder:  # a port nobody listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{port}/v1.0"
     with pytest.raises(removebg.RemoveBgError) as caught:
         removebg.cut_out(photo, "preview")
-    assert caught.value.retryable and caught.value.status is None
-    assert len(removebg_fake.requests) == 3
+    assert caught.value.retryable and "unreachable" in caught.value.operator_detail
+    assert len(removebg_sleeps) == removebg.RETRY_POLICY.attempts - 1
 
 
 @pytest.mark.parametrize(

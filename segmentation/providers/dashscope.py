@@ -9,7 +9,8 @@ Each call costs money (about 0.2 CNY per output image), so a job never calls twi
 what cannot have been billed — a connection that was never made, a 429 throttle, a 500/503/504
 (failed calls are not billed). A read timeout or a connection dropped after the request went out
 may have produced (and billed) an image, so those end the job. The shared retry loop in
-`segmentation.providers.http` does the waiting; this module decides what is safe.
+`segmentation.providers.http` applies that rule (`RETRY_POLICY`); the result download, which costs
+nothing, may also repeat after a dropped connection.
 
 Contract: /work/shared/specs/dashscope.md. Never logged: the key, image bytes, data URIs, and the
 result URL's query (its signature).
@@ -18,6 +19,7 @@ result URL's query (its signature).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import logging
@@ -29,8 +31,6 @@ import requests
 from django.conf import settings
 from django.utils.translation import gettext as _
 from PIL import Image
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from segmentation.composite import on_white
 from segmentation.engines.base import EngineError
@@ -79,7 +79,10 @@ SEED_LIMIT = 2**31 - 1
 # retry without paying twice, so it is generous.
 GENERATION_TIMEOUTS = http.Timeouts(connect=10.0, read=180.0)
 DOWNLOAD_TIMEOUTS = http.Timeouts(connect=10.0, read=60.0)
-RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, rate_limit_retries=2, retry_after_cap=20.0)
+# Only 500/503/504 are documented as transient (and failed calls are not billed); a 502 from a
+# gateway in front says nothing about whether the model ran.
+RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, rate_limit_retries=2, retry_after_cap=20.0,
+                                retry_statuses=frozenset({500, 503, 504}), retry_sent_requests=False)
 USER_AGENT = "portraitsite (+crowd removal)"
 
 
@@ -217,37 +220,6 @@ def request_body(image: ModelInput, *, seed: int | None = None) -> dict:
 # --- The client ----------------------------------------------------------------------------------
 
 
-class RequestMayHaveArrived(requests.RequestException):
-    """The connection failed after the request was (perhaps) sent: DashScope may have generated,
-    and billed, an image. Deliberately not a ConnectionError, so the shared loop does not retry."""
-
-
-class _UnsentOnlyAdapter(HTTPAdapter):
-    """Lets only failures to *make* a connection through as retryable ConnectionErrors.
-
-    requests reports a refused connection and a connection reset while awaiting the answer with
-    the same ConnectionError; only the first is safe to repeat for a billed call.
-    """
-
-    def send(self, request, *args, **kwargs):
-        try:
-            return super().send(request, *args, **kwargs)
-        except requests.ConnectTimeout:
-            raise
-        except requests.ConnectionError as exc:
-            if _never_connected(exc):
-                raise
-            raise RequestMayHaveArrived(f"connection lost after sending: {type(exc.args[0]).__name__}",
-                                        request=request) from exc
-
-
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError)  # includes DNS failures (NameResolutionError)
-
-
 class NoAuth(requests.auth.AuthBase):
     """Makes sure a request carries no Authorization header (requests would otherwise add one
     from ~/.netrc): the signed result URL is its own credential, and our key must not travel there."""
@@ -268,12 +240,13 @@ class DashScopeClient:
         self.policy = policy or RETRY_POLICY
         self.generation_timeouts = generation_timeouts or GENERATION_TIMEOUTS
         self.download_timeouts = download_timeouts or DOWNLOAD_TIMEOUTS
-        # Two sessions: the billed call may only repeat what never reached DashScope, while the
-        # result download is free to repeat after any failure.
+        # The result is stored: fetching it again costs nothing, so a dropped connection (or any
+        # 5xx from the storage) may be repeated there, unlike the billed call.
+        self.download_policy = dataclasses.replace(self.policy, retry_sent_requests=True,
+                                                   retry_statuses=http.TRANSIENT_STATUSES)
         self.session = http.new_session(USER_AGENT)
-        adapter = _UnsentOnlyAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        # Its own session, so that no cookie the API host may set (a domain cookie for aliyuncs.com
+        # would match the storage host too) travels with the signed download.
         self.download_session = http.new_session(USER_AGENT)
 
     def erase_people(self, photo: Photo) -> EditedImage:
@@ -320,7 +293,7 @@ class DashScopeClient:
         where = url.split("?", 1)[0]  # the query holds the signature
         try:
             response = http.send(
-                self.download_session, "GET", url, timeouts=self.download_timeouts, policy=self.policy,
+                self.download_session, "GET", url, timeouts=self.download_timeouts, policy=self.download_policy,
                 auth=NoAuth(), stream=True, allow_redirects=False,
             )
         except requests.RequestException as exc:
@@ -356,20 +329,18 @@ class DashScopeClient:
 def _transport_error(exc: requests.RequestException, read_timeout: float) -> DashScopeError:
     """A generation call that got no usable answer. Only a connection that never opened is certain
     not to have produced (and billed) an image; the others say so to the operator."""
-    cause = exc.args[0] if exc.args else None
-    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
+    if http.is_read_timeout(exc):
         return DashScopeError(
             _("The crowd-removal service took too long to answer. Please try again later."),
             f"DashScope read timeout after {read_timeout:.0f} s (the call may be billed)",
             retryable=True,
         )
-    if isinstance(exc, (RequestMayHaveArrived, requests.exceptions.ChunkedEncodingError,
-                        requests.exceptions.ContentDecodingError)):
-        return DashScopeError(
-            _unavailable_message(), f"DashScope connection lost mid-call (the call may be billed): {exc}",
-            retryable=True,
-        )
-    return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
+    if http.never_sent(exc):
+        return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
+    return DashScopeError(
+        _unavailable_message(), f"DashScope connection lost mid-call (the call may be billed): {type(exc).__name__}",
+        retryable=True,
+    )
 
 
 def check_result_url(url: str, api_url: str) -> None:

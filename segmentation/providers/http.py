@@ -5,12 +5,16 @@
 * 429: wait as long as `Retry-After` asks when that is within `retry_after_cap`, at most
   `rate_limit_retries` times. A longer wait is not worth holding a worker for, so the 429 goes back
   to the caller at once (it tells the visitor to try again later).
-* 5xx and connections that failed: up to `attempts` tries in all, with jittered exponential backoff
-  ("full jitter", so that many workers hit by the same outage do not retry in lockstep).
+* A status in `retry_statuses` (the provider's transient failures), and a connection that could not
+  be opened (refused, unresolvable, connect timeout): up to `attempts` tries in all, with jittered
+  exponential backoff ("full jitter", so that many workers hit by the same outage do not retry in
+  lockstep).
+* A connection lost after the request went out (reset, closed before the answer): only when
+  `retry_sent_requests` is set. The provider may have received the request, done the work and
+  billed it; a middlebox that cuts every long answer would otherwise bill each job `attempts` times.
+* A read timeout: never. The provider was working on our request (and may bill it), and the
+  visitor has already waited a whole read timeout.
 * Any other status is returned unchanged: repeating a refused request cannot help.
-
-Read timeouts are not retried unless `retry_read_timeouts` is set: the provider may already have
-done (and billed) the work, and the visitor has already waited a whole read timeout.
 
 Callers map the final response or exception to their own error type; this module knows nothing
 about any provider.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +45,21 @@ class Timeouts:
         return (self.connect, self.read)
 
 
+# The transient server failures. Not 501/505 and the like: repeating cannot fix those.
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 3  # tries in all for 5xx and connection errors
+    attempts: int = 3  # tries in all for retryable statuses and connection failures
     base_delay: float = 0.5  # seconds; the backoff ceiling doubles on each retry ...
     max_delay: float = 4.0  # ... up to this
     rate_limit_retries: int = 2
     retry_after_cap: float = 10.0  # seconds; a longer Retry-After is not waited for
-    retry_read_timeouts: bool = False
+    retry_statuses: frozenset[int] = TRANSIENT_STATUSES
+    # False for billed calls: only a connection that never opened is repeated. True where a second
+    # request costs nothing (a GET of a stored result).
+    retry_sent_requests: bool = False
     # Injectable so tests run without waiting; production sleeps for real.
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
     jitter: Callable[[float, float], float] = field(default=random.uniform, compare=False)
@@ -88,10 +99,6 @@ def retry_after_seconds(response: requests.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _is_server_trouble(status: int) -> bool:
-    return 500 <= status <= 599
-
-
 def send(
     session: requests.Session,
     method: str,
@@ -106,13 +113,13 @@ def send(
     Raises `requests.RequestException` when the last attempt got no response at all. `kwargs` go
     to `session.request` unchanged and must be replayable (bytes, not open files or generators).
     """
-    failures = 0  # 5xx and connection errors so far
+    failures = 0  # retryable statuses and connection failures so far
     rate_limited = 0
     while True:
         try:
             response = session.request(method, url, timeout=timeouts.as_requests(), **kwargs)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            if _is_read_timeout(exc) and not policy.retry_read_timeouts:
+            if not (never_sent(exc) or (policy.retry_sent_requests and not is_read_timeout(exc))):
                 raise
             failures += 1
             if failures >= policy.attempts:
@@ -131,7 +138,7 @@ def send(
             _wait(policy, delay, f"429 from {_where(url)}")
             continue
 
-        if _is_server_trouble(response.status_code):
+        if response.status_code in policy.retry_statuses:
             failures += 1
             if failures >= policy.attempts:
                 return response
@@ -142,7 +149,24 @@ def send(
         return response
 
 
-def _is_read_timeout(exc: requests.RequestException) -> bool:
+def never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection could not be opened, so the server cannot have seen the request.
+
+    requests reports a refused connection and a connection reset while awaiting the answer with the
+    same ConnectionError; only urllib3's cause tells them apart. With urllib3's own retries off, a
+    failure to connect arrives wrapped in MaxRetryError, a failure after sending does not.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    if isinstance(cause, MaxRetryError):
+        cause = cause.reason
+    # NewConnectionError covers refusals and DNS failures (NameResolutionError); a TLS handshake
+    # that times out is reported by urllib3 as a read timeout, and so counts as sent.
+    return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
+
+
+def is_read_timeout(exc: requests.RequestException) -> bool:
     # requests reports a timeout while reading the body as a ConnectionError wrapping urllib3's
     # ReadTimeoutError; it means the same as ReadTimeout: the server was working on our request.
     cause = exc.args[0] if exc.args else None

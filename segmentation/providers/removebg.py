@@ -25,7 +25,7 @@ from PIL import Image
 
 from segmentation.engines.base import EngineError
 from segmentation.images import WORKING_LONG_SIDE, Photo, fit_pixels
-from segmentation.providers.http import RetryPolicy, Timeouts, new_session, send
+from segmentation.providers.http import TRANSIENT_STATUSES, RetryPolicy, Timeouts, never_sent, new_session, send
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,12 @@ MAX_ZIP_MEMBER_BYTES = 200 * 1024 * 1024
 # A 25 MP cutout takes remove.bg several seconds; the read timeout counts between bytes, so this is
 # a ceiling on silence, not on the whole call.
 TIMEOUTS = Timeouts(connect=5.0, read=90.0)
-# 429: at most two waits of ≤ 10 s; 5xx and broken connections: three tries in all.
-RETRY_POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, rate_limit_retries=2, retry_after_cap=10.0)
+# 429: at most two waits of ≤ 10 s; 500/502/503/504 (not charged) and connections that could not be
+# opened: three tries in all. A connection lost after the upload is not repeated: remove.bg may have
+# made (and charged for) the cutout, and a proxy that cuts large answers (a 25 MP ZIP) would charge
+# every try. The visitor can still try again, knowingly.
+RETRY_POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, rate_limit_retries=2, retry_after_cap=10.0,
+                           retry_statuses=TRANSIENT_STATUSES, retry_sent_requests=False)
 
 USER_AGENT = "portraitsite (+remove.bg API v1.0 client)"
 
@@ -144,9 +148,10 @@ def cut_out(photo: Photo, size: str) -> Cutout:
             files={"image_file": (f"photo.{extension}", upload, media_type)},
         )
     except requests.RequestException as exc:
+        what = "unreachable" if never_sent(exc) else "gave no answer (the call may have been charged)"
         # The exception text names host and port only; never the key, which travels in a header.
         raise RemoveBgError(
-            _unavailable_message(), f"remove.bg unreachable: {type(exc).__name__}: {exc}", retryable=True
+            _unavailable_message(), f"remove.bg {what}: {type(exc).__name__}: {exc}", retryable=True
         ) from exc
 
     with response:

@@ -16,7 +16,8 @@ requested `size` with the drift an image-edit model has — a global colour shif
 Switches make it fail the way DashScope does: `fail_next` (any status and code, optionally with
 Retry-After), `moderate_next` (DataInspectionFailed), `throttle_next` (429 Throttling.RateQuota),
 `break_next` (500 InternalError), `code_in_200_next`, `slow_next`, `stall_next` (half an answer, then
-silence), `drop_next` (hang up after reading the request) and `fail_download_next`. Every request is recorded.
+silence), `drop_next` (hang up after reading the request), and for the result download
+`fail_download_next`, `drop_download_next` and `redirect_download_next`. Every request is recorded.
 
 Run on its own: `python -m tests.fakes.dashscope --port 8902 [--key KEY]`.
 """
@@ -114,6 +115,8 @@ class FakeDashScope:
         self._forced: deque[Forced] = deque()
         self._code_in_200: deque[str] = deque()
         self._download_failures: deque[int] = deque()
+        self._download_drops = 0
+        self._download_redirects: deque[str] = deque()
         self._delays: deque[float] = deque()
         self._stalls: deque[float] = deque()
         self._results: dict[str, StoredResult] = {}
@@ -197,6 +200,17 @@ class FakeDashScope:
     def fail_download_next(self, status: int, times: int = 1) -> None:
         with self._lock:
             self._download_failures.extend([status] * times)
+
+    def drop_download_next(self, times: int = 1) -> None:
+        """Hang up on the next `times` result downloads without answering."""
+        with self._lock:
+            self._download_drops += times
+
+    def redirect_download_next(self, location: str, status: int = 302) -> None:
+        """Answer the next result download with a redirect to `location` (as a storage front might
+        send a client elsewhere); the redirect carries the original signed query string."""
+        with self._lock:
+            self._download_redirects.append(f"{status} {location}")
 
     # --- what happened ----------------------------------------------------------------------------
 
@@ -288,6 +302,14 @@ class FakeDashScope:
     def _download(self, request: ReceivedRequest) -> tuple[int, list[tuple[str, str]], bytes]:
         if request.header("Authorization") is not None:
             return _oss_error(403, "AccessDenied", "Authorization header is not allowed with a signed URL.")
+        with self._lock:
+            drop, self._download_drops = self._download_drops > 0, max(0, self._download_drops - 1)
+        if drop:
+            return 0, [], b""
+        redirect = self._pop(self._download_redirects)
+        if redirect is not None:
+            status, location = redirect.split(" ", 1)
+            return int(status), [("Location", location), ("Content-Type", "text/plain")], b"moved"
         status = self._pop(self._download_failures)
         if status is not None:
             return _oss_error(status, "InternalError", "fake download failure")
