@@ -9,6 +9,7 @@ else — PNG, WebP, CMYK, a non-sRGB colour profile — is decoded once and rebu
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -283,11 +284,14 @@ def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
 
 
 def _fit(image: Image.Image, long_side: int) -> Image.Image:
+    """The working copy's last step, from a JPEG draft only 1.3–2× larger. Bicubic: half the time
+    of Lanczos (which cost intake as much as the reduced decode, bench/intake.py) at 47 dB PSNR
+    against it, a difference no engine or eye can tell."""
     if max(image.size) <= long_side:
         return image
     scale = long_side / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
 def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
@@ -408,7 +412,11 @@ def render_before(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=16)
 def _watermark_layer(size: tuple[int, int], text: str) -> Image.Image:
+    """The watermark for a preview of `size`. Drawing and rotating it costs more than the rest of a
+    preview; previews come in a few sizes (one per aspect ratio), so the last 16 (1 MB each) are
+    kept. Shared between threads: callers only read it."""
     width, height = size
     font_size = max(12, min(width, height) // 9)
     font = ImageFont.load_default(size=font_size)

@@ -103,6 +103,27 @@ def test_the_first_phase_works_from_intakes_copy_and_encodes_each_preview_once(m
     assert all(w * h <= images.PREVIEW_MAX_PIXELS for _, (w, h) in work.encodes)
 
 
+def test_previews_of_one_size_share_one_watermark(monkeypatch):
+    import numpy as np
+
+    images._watermark_layer.cache_clear()
+    drawn: list[tuple[int, int]] = []
+    rotate = Image.Image.rotate
+
+    def counting_rotate(self, *args, **kwargs):
+        drawn.append(self.size)
+        return rotate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "rotate", counting_rotate)
+    photos = [portrait_scene(800, 600, seed=1), portrait_scene(800, 600, seed=2), portrait_scene(600, 800, seed=1)]
+    previews = [Image.open(io.BytesIO(images.render_preview(photo))).convert("RGB") for photo in photos]
+    assert len(drawn) == 2  # one watermark for each size, not one for each preview
+    for photo, preview in zip(photos, previews):
+        plain = np.asarray(images.fit_pixels(photo, images.PREVIEW_MAX_PIXELS).convert("RGB"), dtype=np.int16)
+        marked = np.abs(np.asarray(preview, dtype=np.int16) - plain).max(axis=2) > 40
+        assert marked.mean() > 0.05, "the watermark covers the frame, also when it was drawn before"
+
+
 def test_a_status_poll_reads_the_job_record_and_no_image(client, monkeypatch, camera_jpeg):
     token = token_of(upload(client, camera_jpeg))
     wait_ready(token)
