@@ -3,7 +3,11 @@ metadata-free and within DashScope's limits; the result fetched without our key.
 
 import base64
 import io
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -67,6 +71,48 @@ def test_the_prompts_come_from_settings_when_set(dashscope_fake, settings):
     body = dashscope_fake.generation_calls[0].json()
     assert body["input"]["messages"][0]["content"][1]["text"] == "Remove the tourists."
     assert body["parameters"]["negative_prompt"] == "tourists"
+
+
+def test_prompts_at_the_length_limits_are_sent_whole(dashscope_fake, settings):
+    settings.DASHSCOPE_PROMPT = "Remove every passer-by. " * 33 + "Keep all"  # 800 characters
+    settings.DASHSCOPE_NEGATIVE_PROMPT = "ghost figures, " * 33 + "blur."  # 500 characters
+    assert (len(settings.DASHSCOPE_PROMPT), len(settings.DASHSCOPE_NEGATIVE_PROMPT)) == (800, 500)
+
+    erase_people(accept_upload(encode(street_scene(800, 600).image)))
+
+    body = dashscope_fake.generation_calls[0].json()
+    assert body["input"]["messages"][0]["content"][1]["text"] == settings.DASHSCOPE_PROMPT
+    assert body["parameters"]["negative_prompt"] == settings.DASHSCOPE_NEGATIVE_PROMPT
+
+
+@pytest.mark.parametrize(("name", "limit"), [("DASHSCOPE_PROMPT", 800), ("DASHSCOPE_NEGATIVE_PROMPT", 500)])
+def test_a_prompt_too_long_is_refused_before_any_call_never_cut(dashscope_fake, settings, name, limit):
+    setattr(settings, name, "x" * (limit + 1))
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people(accept_upload(encode(street_scene(800, 600).image)))
+
+    assert name in caught.value.operator_detail
+    assert dashscope_fake.requests == []
+
+
+@pytest.mark.parametrize(("name", "limit"), [("DASHSCOPE_PROMPT", 800), ("DASHSCOPE_NEGATIVE_PROMPT", 500)])
+def test_a_prompt_too_long_stops_start_up_naming_the_variable(name, limit):
+    # A fresh interpreter reads the settings module as start-up does, with the variable set.
+    environment = {**os.environ, "DEBUG": "true", name: "x" * (limit + 1),
+                   "DJANGO_SETTINGS_MODULE": "portraitsite.settings"}
+    check = "import django; django.setup()"
+    too_long = subprocess.run([sys.executable, "-c", check], env=environment, capture_output=True, text=True,
+                              cwd=settings_dir())
+    assert too_long.returncode != 0
+    assert "ImproperlyConfigured" in too_long.stderr and f"{name} is {limit + 1} characters" in too_long.stderr
+
+    environment[name] = "x" * limit
+    assert subprocess.run([sys.executable, "-c", check], env=environment, cwd=settings_dir()).returncode == 0
+
+
+def settings_dir() -> str:
+    return str(Path(__file__).resolve().parent.parent)
 
 
 def test_default_prompts_fit_the_documented_lengths():

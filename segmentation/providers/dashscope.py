@@ -121,12 +121,24 @@ class DashScopeError(EngineError):
 
 
 def prompt() -> str:
-    return str(getattr(settings, "DASHSCOPE_PROMPT", "") or DEFAULT_PROMPT)[:PROMPT_MAX_CHARS]
+    """The instruction: DASHSCOPE_PROMPT, or the built-in one when that is empty."""
+    return _instruction("DASHSCOPE_PROMPT", DEFAULT_PROMPT, PROMPT_MAX_CHARS)
 
 
 def negative_prompt() -> str:
-    value = getattr(settings, "DASHSCOPE_NEGATIVE_PROMPT", "") or DEFAULT_NEGATIVE_PROMPT
-    return str(value)[:NEGATIVE_PROMPT_MAX_CHARS]
+    """What the model must not produce: DASHSCOPE_NEGATIVE_PROMPT, or the built-in list."""
+    return _instruction("DASHSCOPE_NEGATIVE_PROMPT", DEFAULT_NEGATIVE_PROMPT, NEGATIVE_PROMPT_MAX_CHARS)
+
+
+def _instruction(name: str, default: str, limit: int) -> str:
+    value = getattr(settings, name) or default
+    if len(value) > limit:
+        # settings.py stops start-up on this; only a setting changed while running gets here. Cut
+        # short, the operator's text would silently mean something else, and DashScope would
+        # refuse it whole: fail before the (billed) call, naming the setting.
+        raise DashScopeError(_unavailable_message(),
+                             f"{name} is {len(value)} characters; DashScope takes at most {limit}")
+    return value
 
 
 def input_size(width: int, height: int) -> tuple[int, int]:
