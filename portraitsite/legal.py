@@ -1,7 +1,11 @@
 """The facts the legal pages state, taken from the running configuration so they cannot drift
-from what the code does. Change POLICY_UPDATED whenever the wording of the pages changes."""
+from what the code does. Change POLICY_UPDATED whenever the wording of the pages changes.
+
+Each statement on the pages is checked against the code in tests/test_legal_pages.py; a fact that
+depends on a setting is computed here, never written into the template."""
 
 import datetime
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -26,16 +30,32 @@ PROVIDERS = {
 }
 
 
+# DashScope keys and data stay in the region of the endpoint they were made for.
+DASHSCOPE_REGIONS = {
+    "dashscope-intl.aliyuncs.com": _("Singapore"),
+    "dashscope.aliyuncs.com": _("mainland China (Beijing)"),
+}
+
+
 def facts() -> dict:
     in_use = engines_in_use()
     providers = [PROVIDERS[name] for name in (in_use["cutout"], in_use["crowd"]) if name in PROVIDERS]
+    uses_removebg = in_use["cutout"] == "removebg"
+    uses_dashscope = in_use["crowd"] == "dashscope"
     return {
         "providers": providers,
-        "uses_removebg": in_use["cutout"] == "removebg",
-        "uses_dashscope": in_use["crowd"] == "dashscope",
+        "uses_removebg": uses_removebg,
+        # Preview first: the photo goes to remove.bg at upload and once more on unlock.
+        "removebg_sent_again_on_unlock": uses_removebg and settings.REMOVEBG_FULL_RESULT == "on_unlock",
+        "uses_dashscope": uses_dashscope,
+        "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "") if uses_dashscope else None,
         "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
+        # Only the per-connection limits look at the address (the per-photo one keys on the photo).
+        "counts_per_connection": bool(settings.UPLOADS_PER_MINUTE or settings.UNLOCK_FAILURES_PER_MINUTE),
+        "error_emails": bool(settings.ADMINS),
         "operator_name": settings.OPERATOR_NAME,
         "contact_email": settings.CONTACT_EMAIL,
         "policy_updated": POLICY_UPDATED,
         "upload_limit_mb": settings.MAX_UPLOAD_BYTES // (1024 * 1024),
+        "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
     }
