@@ -7,8 +7,8 @@ times, interleaved round by round so that other load on the machine hits all thr
            if it looks at every pixel once;
   intake   segmentation.images.accept_upload: validation, metadata cut at the byte level, and
            the reduced working copy (JPEG draft mode);
-  +preview intake plus what phase one adds for the visitor besides the engine: the watermarked
-           preview and the "before" image, both rendered from the working copy.
+  +preview intake plus what phase one adds around the engine: the engine's preview-sized draft
+           watermarked and encoded, and the "before" image made from the working copy.
 
 Target: intake + preview ≤ 2 × decode.
 
@@ -50,9 +50,10 @@ def intake(data: bytes) -> images.Photo:
     return images.accept_upload(data)
 
 
-def intake_and_previews(data: bytes) -> None:
-    photo = images.accept_upload(data)
-    images.render_preview(photo.working)
+def previews(photo: images.Photo, draft: Image.Image) -> None:
+    """Phase one's own work around the engine: watermark and encode the engine's preview-sized
+    draft, and make the "before" image from the working copy."""
+    images.render_preview(draft)
     images.render_before(photo.working)
 
 
@@ -69,15 +70,22 @@ def main() -> None:
             width, height = im.size
         times: dict[str, list[float]] = {"decode": [], "intake": [], "preview": []}
         for _ in range(arguments.runs):
-            for name, function in (("decode", full_decode), ("intake", intake), ("preview", intake_and_previews)):
-                start = time.perf_counter()
-                function(data)
-                times[name].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            full_decode(data)
+            times["decode"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            photo = intake(data)
+            times["intake"].append(time.perf_counter() - start)
+            # What an engine hands back: a preview-sized image (its cost is in bench/engines.py).
+            draft = images.fit_pixels(photo.working, images.PREVIEW_MAX_PIXELS)
+            start = time.perf_counter()
+            previews(photo, draft)
+            times["preview"].append(time.perf_counter() - start)
         median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+        total = median["intake"] + median["preview"]
         print(
             f"{width * height / 1e6:5.1f}M {mb(len(data)):>9} {median['decode'] * 1000:6.0f}ms "
-            f"{median['intake'] * 1000:6.0f}ms {median['preview'] * 1000:7.0f}ms "
-            f"{median['preview'] / median['decode']:5.2f}×",
+            f"{median['intake'] * 1000:6.0f}ms {total * 1000:7.0f}ms {total / median['decode']:5.2f}×",
             flush=True,
         )
     cold = []
