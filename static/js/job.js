@@ -64,7 +64,7 @@
         unlock = fresh.dataset.unlock;
         job.dataset.state = state;
         job.dataset.unlock = unlock;
-        ["steps", "job-body"].forEach(function (id) {
+        ["steps", "job-body", "job-actions"].forEach(function (id) {
           var old = document.getElementById(id);
           var replacement = fresh.querySelector("#" + id);
           if (old && replacement) old.replaceWith(document.importNode(replacement, true));

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tests.browser.visitor import DESKTOP, PHONE
-from tests.photos import encode, portrait_scene
+from tests.browser.visitor import DESKTOP, PHONE, TIMEOUT_MS
+from tests.photos import encode, gradient, portrait_scene
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -105,4 +105,21 @@ def test_a_browser_preferring_english_is_offered_nothing(visit):
     visitor = visit(locale="en-US")
     visitor.goto("/")
     assert visitor.page.locator(".language-offer").count() == 0
+    visitor.assert_clean()
+
+
+def test_a_photo_without_a_person_fails_with_an_explanation_and_a_way_on(visit):
+    visitor = visit()
+    page = visitor.page
+    visitor.goto("/")
+    visitor.choose_file(encode(gradient(800, 600), "JPEG"), name="sky.jpg")
+    page.click("#upload-button")
+    page.wait_for_selector("#status .message.error", timeout=TIMEOUT_MS)
+    assert "person" in page.inner_text("#status .message.error")
+    assert page.get_attribute("#status a.button", "href") == "/"
+    assert page.locator("#steps li.failed").count() == 1
+    assert page.locator("#unlock-form").count() == 0
+    assert page.locator("#job-actions a").count() == 0, "one way on, not two"
+    visitor.screenshot("job-failed-desktop")
+    assert visitor.contrast_failures() == []
     visitor.assert_clean()
