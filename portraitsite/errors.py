@@ -4,9 +4,13 @@ Views and middleware call `error_response`; Django's own handlers (400/403/404/5
 from portraitsite.urls, so an unexpected error looks like every other page of the site.
 """
 
+import logging
+
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
+
+logger = logging.getLogger(__name__)
 
 # reason → (title, message). Messages say what happened and what to do next.
 MESSAGES = {
@@ -84,5 +88,19 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return error_response(request, 404, "not_found")
 
 
+# When even the error page cannot be drawn (a broken template, a missing static file), this is
+# answered instead of letting the exception reach the WSGI server.
+PLAIN_SERVER_ERROR = (
+    '<!doctype html><html lang="en"><meta charset="utf-8"><title>Server error</title>'
+    "<h1>Something went wrong on our side</h1><p>Sorry — please try again in a moment.</p></html>"
+)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
-    return error_response(request, 500, "server_error")
+    try:
+        return error_response(request, 500, "server_error")
+    except Exception:
+        logger.exception("The error page itself failed; answered the plain one.")
+        response = HttpResponse(PLAIN_SERVER_ERROR, status=500)
+        response["Cache-Control"] = "no-store"
+        return response

@@ -244,3 +244,15 @@ def test_production_sends_hsts_and_secure_admin_cookies(client, settings):
     assert "includeSubDomains" in response["Strict-Transport-Security"]
     assert client.get("/").status_code == 301, "plain http is redirected to https"
     assert client.get("/healthz").status_code == 200, "load balancers probe /healthz over plain http"
+
+
+def test_when_the_error_page_itself_breaks_a_plain_500_still_carries_the_headers(client, monkeypatch):
+    monkeypatch.setattr("segmentation.views._home", _raise)
+    monkeypatch.setattr("portraitsite.errors.render_to_string", _raise)
+    client.raise_request_exception = False
+    response = client.get("/")
+    assert response.status_code == 500 and "Something went wrong on our side" in response.content.decode()
+    assert response["Cache-Control"] == "no-store" and not response.cookies
+    assert_security_headers(response)
+    assert_strict_csp(response)
+    assert_page_lives_within_its_csp(response)
