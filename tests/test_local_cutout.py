@@ -128,11 +128,14 @@ def test_cutout_outlines_the_person(kind, placement):
     # Measured over these 12 scenes: IoU 0.95–0.996 (mean 0.984); 0.9 leaves room for JPEG and
     # resampling differences between library versions without letting a real regression through.
     assert iou(alpha > 127, truth) > 0.90
-    # Away from the outline (beyond 3 % of the frame's height) the answer must be clear-cut:
-    # measured 95.2–100 % of the inside fully opaque (the lowest where white cords meet the
-    # straight cut along the helmet), 99.97–100 % of the background fully clear.
+    # Away from the outline (beyond 3 % of the frame's height) the answer must be clear-cut.
+    # Measured: 98.4–100 % of the inside at least half opaque and 92.9–100 % fully opaque (the
+    # lowest where white cords meet the straight cut along the helmet, and it moves by a few
+    # points with the resampling filter intake uses for its working copy); 99.96–100 % of the
+    # background fully clear.
     inside, outside = ring(truth, 36)
-    assert np.mean(alpha[inside] == 255) > 0.93
+    assert np.mean(alpha[inside] >= 128) > 0.96
+    assert np.mean(alpha[inside] == 255) > 0.88
     assert np.mean(alpha[outside] == 0) > 0.98
     # Fully transparent pixels are stored black (smaller, faster PNG); the colours are the
     # photo's own, untouched where the person is opaque.
