@@ -188,3 +188,24 @@ def test_transparent_parts_of_an_upload_stay_transparent():
     assert not alpha[:, 600:].any()
     inside, _outside = ring(truth[:, :580], 30)
     assert np.mean(alpha[:, :580][inside] == 255) > 0.98
+
+
+def test_a_sideways_camera_jpeg_is_cut_out_upright():
+    # Phones store portrait photos sideways with EXIF orientation 6 ("rotate 90° clockwise to
+    # view"); the working copy and the full decode must both be turned before the matte is made
+    # and applied, or the outline would land across the picture.
+    scene = background("landscape", 1200, 1600, seed=7)
+    truth = np.zeros((1600, 1200), bool)
+    paste_person(scene, truth, 1000, 100, 600)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(np.rot90(scene)).save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    photo = accept_upload(buffer.getvalue())
+    assert (photo.width, photo.height, photo.orientation) == (1200, 1600, 6)
+    engine = LocalCutout()
+
+    result = engine.finish(photo, engine.start(photo).carry)
+
+    assert (result.width, result.height) == (1200, 1600)
+    assert iou(np.asarray(decode(result.data).getchannel("A")) > 127, truth) > 0.90
