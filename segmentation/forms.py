@@ -8,6 +8,7 @@ class UploadForm(forms.Form):
     mode = forms.ChoiceField(
         choices=[(CUTOUT, _("Remove background")), (CROWD, _("Remove passers-by"))],
         initial=CUTOUT,
+        widget=forms.RadioSelect,
         error_messages={"required": _("Please choose a tool."), "invalid_choice": _("Please choose a tool.")},
     )
     image = forms.FileField(

@@ -29,9 +29,6 @@ from unlock.forms import UnlockForm
 
 logger = logging.getLogger(__name__)
 
-TOOL_NAMES = {"cutout": _("Remove background"), "crowd": _("Remove passers-by")}
-
-
 def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "", status: int = 200) -> HttpResponse:
     context = {
         "form": form or UploadForm(),
@@ -41,6 +38,7 @@ def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "",
         "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
         "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
         "canonical_path": reverse("home"),  # also when answering a refused upload (POST /jobs/)
+        "deleted": request.method == "GET" and request.GET.get("deleted") == "1",
     }
     return render(request, "segmentation/home.html", context, status=status)
 
@@ -127,7 +125,6 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
     size = {"w": width, "h": height}
     context = {
         "job": job,
-        "tool": TOOL_NAMES.get(job.mode, job.mode),
         "engine": job.engine,
         "unlock_form": UnlockForm(),
         "unlock_error": unlock_error or job.unlock_error,
@@ -277,4 +274,4 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def delete(request: HttpRequest, token: str) -> HttpResponse:
     store.delete(token)  # unknown tokens too: deleting is idempotent and reveals nothing
-    return see_other(reverse("home"))
+    return see_other(reverse("home") + "?deleted=1")

@@ -76,7 +76,9 @@ def test_a_portrait_goes_from_upload_to_full_resolution_download(client):
     assert client.post(f"/jobs/{token}/unlock", {"code": code}).status_code == 303
     assert UnlockCode.objects.get().used == 1
 
-    assert client.post(f"/jobs/{token}/delete").status_code == 303
+    deleted = client.post(f"/jobs/{token}/delete")
+    assert deleted.status_code == 303 and deleted["Location"] == "/?deleted=1"
+    assert "have been deleted" in client.get(deleted["Location"]).content.decode()
     assert client.get(f"/jobs/{token}/").status_code == 404
     assert client.get(f"/jobs/{token}/download").status_code == 404
 
