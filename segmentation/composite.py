@@ -20,12 +20,18 @@ Finding the changes happens at a working resolution (about 1 MP), where it is ch
 
 The mask and the alignment are then applied at full resolution, one changed region at a time, so
 a 12 MP photo with two erased people never allocates a full-frame float image.
+
+A job finds the changes once, at upload, and previews them at working size (`apply_changes` on the
+working copy): the preview shows exactly the regions the download will take from the model. What
+the unlock needs is kept as `pack(changes, frame)`: the mask, the alignment, the colour fit, and only
+those pixels of the model's frame the full-resolution composite reads.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import zipfile
 from dataclasses import dataclass
 
 import cv2
@@ -137,6 +143,9 @@ def find_changes(original: Image.Image, edited: Image.Image) -> Changes:
     distance[~valid] = 0.0
     mask = _changed_regions(distance, valid, unit)
     alpha = _feather(mask, unit) * valid
+    # In 1/255 steps, as the blend uses it: the packed (uint8) mask is then this one exactly, and the
+    # preview and the download take the same weights.
+    alpha = np.rint(alpha * 255) / 255
 
     # Working pixel → model pixel: the alignment, then the working size → model size mapping.
     to_edited = _pixel_scale(model.shape[1] / work_w, model.shape[0] / work_h) @ alignment
@@ -185,19 +194,117 @@ def composite(original: Image.Image, edited: Image.Image) -> tuple[Image.Image, 
     return apply_changes(original, edited, changes), changes
 
 
-def full_resolution_result(photo: Photo, edited_data: bytes) -> Result:
+def full_resolution_result(photo: Photo, carry: bytes) -> Result:
     """The download for a crowd job: the composite at the photo's full size, JPEG quality 95, or
-    PNG when the photo has transparency (which the composite keeps)."""
-    edited = decode_edited(edited_data)
+    PNG when the photo has transparency (which the composite keeps).
+
+    `carry` is what `pack` made at upload. A job started before carries were packed holds the
+    model's frame itself (a PNG): its changes are found again here.
+    """
     original = photo.open()
-    image, changes = composite(original, edited)
+    if carry.startswith(PNG_SIGNATURE):
+        edited = decode_edited(carry)
+        changes = find_changes(original, edited)
+    else:
+        changes, edited = unpack(carry)
+    image = apply_changes(original, edited, changes) if edited is not None else original
     logger.info(
-        "Crowd composite %dx%d: %.1f%% of the frame taken from the model's %dx%d output",
-        photo.width, photo.height, changes.fraction * 100, edited.width, edited.height,
+        "Crowd composite %dx%d: %.1f%% of the frame taken from the model's output",
+        photo.width, photo.height, changes.fraction * 100,
     )
     if image.mode == "RGBA":
         return Result(encode_png(image), "image/png", image.width, image.height)
     return Result(encode_jpeg(image, quality=95), "image/jpeg", image.width, image.height)
+
+
+# --- What a job keeps between preview and download --------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CARRY_VERSION = 1
+# Model pixels kept around each changed region, beyond what the resampling reads: rounding only.
+CARRY_MARGIN = 2
+
+
+def pack(changes: Changes, edited: Image.Image) -> bytes:
+    """The changes and the model's pixels the full-resolution composite will read, as bytes.
+
+    Everything else of the model's frame is blanked (black compresses to nearly nothing), so the
+    carry costs about the erased share of the frame instead of a whole ≤ 2048 px PNG; when nothing
+    was erased no frame is kept at all. An uncompressed zip (numpy's .npz) holding two PNGs and a few
+    numbers: loaded without pickle, so a carry from a shared cache can hold nothing executable.
+    """
+    arrays = {
+        "version": np.array([CARRY_VERSION]),
+        "alpha": _png_array(Image.fromarray(np.rint(changes.alpha * 255).astype(np.uint8), "L")),
+        "to_edited": changes.to_edited.astype(np.float64),
+        "gain": changes.gain.astype(np.float32),
+        "offset": changes.offset.astype(np.float32),
+        "work_size": np.array(changes.work_size),
+    }
+    if changes.any:
+        frame = np.asarray(edited.convert("RGB"))
+        arrays["frame"] = _png_array(Image.fromarray(frame * _read_region(changes, frame.shape[:2])[..., None]))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes) -> tuple[Changes, Image.Image | None]:
+    """What `pack` kept: the changes, and the model's frame (blanked where not needed; None when
+    nothing was erased)."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            if int(stored["version"][0]) != CARRY_VERSION:
+                raise ValueError(f"carry version {int(stored['version'][0])}")
+            alpha = np.asarray(_png_image(stored["alpha"]), np.float32) / 255
+            frame = _png_image(stored["frame"]).convert("RGB") if "frame" in stored.files else None
+            changes = Changes(alpha, stored["to_edited"], stored["gain"], stored["offset"],
+                              tuple(int(side) for side in stored["work_size"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise EngineError(_unusable_message(), f"crowd carry unreadable: {type(exc).__name__}: {exc}") from exc
+    if alpha.shape != changes.work_size[::-1] or (changes.any and frame is None):
+        raise EngineError(_unusable_message(), f"crowd carry inconsistent: mask {alpha.shape} for "
+                                               f"{changes.work_size}, frame {'absent' if frame is None else 'kept'}")
+    return changes, frame
+
+
+def _read_region(changes: Changes, frame_shape: tuple[int, int]) -> np.ndarray:
+    """uint8 0/1 over the model's frame: the pixels `apply_changes` can read, at any output size.
+
+    For each changed region it reads the model inside the region's working box, widened by the
+    full-resolution box's margins (under two working pixels before, one after), mapped through
+    `to_edited`; bicubic interpolation reaches one model pixel before and two after, and the frame's
+    edge pixels stand in for anything outside it (BORDER_REPLICATE), hence the clamping.
+    """
+    height, width = frame_shape
+    keep = np.zeros((height, width), np.uint8)
+    regions = (changes.alpha > 0).astype(np.uint8)
+    count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(regions, connectivity=8)
+    for x, y, w, h, _area in stats[1:count]:
+        corners = np.array([[x - 2, y - 2, 1], [x + w + 1, y - 2, 1], [x - 2, y + h + 1, 1],
+                            [x + w + 1, y + h + 1, 1]], float).T
+        mapped = (changes.to_edited @ corners)[:2]
+        reach = 2 + CARRY_MARGIN
+        left, right = (int(np.clip(v, 0, width - 1)) for v in (np.floor(mapped[0].min()) - reach,
+                                                                 np.ceil(mapped[0].max()) + reach))
+        top, bottom = (int(np.clip(v, 0, height - 1)) for v in (np.floor(mapped[1].min()) - reach,
+                                                                  np.ceil(mapped[1].max()) + reach))
+        keep[top:bottom + 1, left:right + 1] = 1
+    return keep
+
+
+def _png_array(image: Image.Image) -> np.ndarray:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return np.frombuffer(buffer.getvalue(), np.uint8)
+
+
+def _png_image(stored: np.ndarray) -> Image.Image:
+    with Image.open(io.BytesIO(stored.tobytes())) as im:
+        if im.format != "PNG":
+            raise ValueError(f"expected a PNG, got {im.format}")
+        im.load()
+        return im.copy()
 
 
 # A provider's output is at most 2048 px a side; anything far larger is not what we asked for.

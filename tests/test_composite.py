@@ -155,3 +155,36 @@ def test_outlines_that_moved_a_pixel_or_two_are_not_changes():
     face_and_suit = (100, 30, 300, 512)
     assert np.array_equal(box_pixels(np.asarray(result), face_and_suit), box_pixels(np.asarray(photo), face_and_suit))
     assert changes.fraction < reference.fraction + 0.02
+
+
+@pytest.mark.parametrize(
+    "drift",
+    [{"colour_shift": 2}, {"colour_shift": 3, "blur": 1.0, "zoom": 1.01}, {"colour_shift": -2, "zoom": 0.992}],
+    ids=["plain", "zoomed-in", "zoomed-out"],
+)
+def test_the_packed_carry_gives_the_same_full_resolution_composite(drift):
+    scene = street_scene(3000, 2000)
+    pixels = np.array(scene.image)
+    pixels[:600, :180] = (20, 20, 20)  # a third passer-by cut by the frame's corner
+    original = Image.fromarray(pixels)
+    frame = redraw(original, (2048, 1365), erase=[*scene.passers_by, (0.0, 0.0, 0.06, 0.3)], **drift)
+    changes = composite.find_changes(original, frame)
+
+    unpacked, kept = composite.unpack(composite.pack(changes, frame))
+
+    assert np.array_equal(unpacked.alpha, changes.alpha)
+    assert (unpacked.work_size, unpacked.to_edited.tolist()) == (changes.work_size, changes.to_edited.tolist())
+    # The blanked frame holds every model pixel the composite reads: the result is bit for bit the same.
+    expected = composite.apply_changes(original, frame, changes)
+    assert np.array_equal(np.asarray(composite.apply_changes(original, kept, unpacked)), np.asarray(expected))
+    assert np.asarray(kept).any(axis=2).mean() < 0.25
+
+
+def test_a_carry_without_changes_holds_no_frame():
+    scene = street_scene(1600, 1200)
+    frame = redraw(scene.image, (2048, 1536), erase=[], colour_shift=2, blur=1.0)
+    changes = composite.find_changes(scene.image, frame)
+
+    unpacked, kept = composite.unpack(composite.pack(changes, frame))
+
+    assert kept is None and not unpacked.any

@@ -1,5 +1,6 @@
-"""The DashScope crowd engine: one call at upload, the model's frame as the preview, and at
-unlock a full-resolution composite that keeps the visitor's own pixels where nobody was erased."""
+"""The DashScope crowd engine: one call at upload, a preview that is the composite the download
+will be (at working size), and at unlock the full-resolution composite, which keeps the visitor's
+own pixels where nobody was erased."""
 
 import io
 
@@ -8,6 +9,7 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
+from segmentation import composite
 from segmentation.engines import engine_for, engines_in_use
 from segmentation.engines.base import EngineError
 from segmentation.engines.dashscope import DashScopeCrowd
@@ -30,7 +32,7 @@ def test_the_engine_describes_itself():
     assert (engine.name, engine.mode, engine.provider) == ("dashscope", "crowd", "Alibaba Cloud DashScope")
 
 
-def test_start_makes_one_call_and_previews_the_models_frame(dashscope_fake):
+def test_start_makes_one_call_and_previews_the_composite_at_working_size(dashscope_fake):
     scene = street_scene(3000, 2000)
     dashscope_fake.erase = scene.passers_by
     photo = accept_upload(encode(scene.image))
@@ -38,10 +40,94 @@ def test_start_makes_one_call_and_previews_the_models_frame(dashscope_fake):
     draft = DashScopeCrowd().start(photo)
 
     assert len(dashscope_fake.generation_calls) == 1 and len(dashscope_fake.downloads) == 1
-    assert draft.carry.startswith(b"\x89PNG")
-    assert draft.preview.size == (2048, 1365)
-    assert np.array_equal(np.asarray(draft.preview), decoded(draft.carry))
+    assert draft.preview.size == (1024, 683)
+    # Away from the erased passers-by the preview is the visitor's photo, not the model's redraw
+    # (which the fake shifts by +2 in every channel).
+    working = np.asarray(photo.open_reduced(composite.WORKING_LONG_SIDE))
+    subject = scene.pixels(scene.subject, draft.preview.size)
+    assert np.array_equal(region(np.asarray(draft.preview), subject), region(working, subject))
+    for passer_by in scene.passers_by:
+        left, top, right, bottom = scene.pixels(passer_by, draft.preview.size)
+        assert region(np.asarray(draft.preview), (left + 5, top + 5, right - 5, bottom - 5)).mean() > 120
     assert draft.note == ""
+
+
+def test_the_preview_shows_what_the_download_will_be(dashscope_fake):
+    scene = street_scene(3000, 2000)
+    dashscope_fake.erase = scene.passers_by
+    dashscope_fake.blur = 1.0
+    photo = accept_upload(encode(scene.image))
+    engine = DashScopeCrowd()
+    draft = engine.start(photo)
+
+    result = engine.finish(photo, draft.carry)
+
+    def shrunk(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB").resize(draft.preview.size, Image.Resampling.BOX)).astype(int)
+
+    # What each of them changed in the visitor's photo, at preview size: the preview against the
+    # working copy it was made from, the download against the photo encoded as the download is.
+    in_preview = np.asarray(draft.preview).astype(int) - np.asarray(photo.open_reduced(1024)).astype(int)
+    in_download = shrunk(result.data) - shrunk(encode_jpeg(photo.open(), quality=95))
+    taken_in_preview = np.abs(in_preview).max(axis=2) > 12
+    taken_in_download = np.abs(in_download).max(axis=2) > 12
+    assert 0.05 < taken_in_preview.mean() < 0.11
+    assert (taken_in_preview != taken_in_download).mean() < 0.005
+    # The model's whole redrawn frame as the preview (blurred, colour-shifted) would be about 3 off.
+    assert np.abs(in_preview - in_download).mean() < 0.5
+
+
+def test_the_carry_keeps_only_the_models_pixels_that_the_download_needs(dashscope_fake):
+    scene = street_scene(3000, 2000)
+    dashscope_fake.erase = scene.passers_by
+    photo = accept_upload(encode(scene.image))
+
+    draft = DashScopeCrowd().start(photo)
+
+    whole_frame = dashscope_fake.edit(photo.open(), (2048, 1365))
+    changes, frame = composite.unpack(draft.carry)
+    kept = np.asarray(frame).any(axis=2)
+    assert 0.05 < kept.mean() < 0.2  # the two passers-by and their margins, not the frame
+    assert np.array_equal(np.asarray(frame)[kept], np.asarray(whole_frame)[kept])
+    assert changes.work_size == draft.preview.size
+
+
+def test_nothing_removed_carries_no_frame(dashscope_fake):
+    scene = street_scene(1600, 1200)
+    dashscope_fake.erase = []
+    photo = accept_upload(encode(scene.image))
+
+    draft = DashScopeCrowd().start(photo)
+
+    changes, frame = composite.unpack(draft.carry)
+    assert frame is None and not changes.any
+    assert len(draft.carry) < 10_000
+    assert np.array_equal(np.asarray(draft.preview), np.asarray(photo.open_reduced(composite.WORKING_LONG_SIDE)))
+
+
+def test_a_job_that_carries_the_models_whole_frame_still_finishes(dashscope_fake):
+    # Jobs started before carries were packed hold the model's PNG; a rolling deploy on a shared
+    # cache must still finish them.
+    scene = street_scene(1600, 1200)
+    photo = accept_upload(encode(scene.image))
+    dashscope_fake.erase = scene.passers_by
+    erased = io.BytesIO()
+    dashscope_fake.edit(photo.open(), (2048, 1536)).save(erased, "PNG")
+
+    result = DashScopeCrowd().finish(photo, erased.getvalue())
+
+    assert (result.width, result.height) == (1600, 1200)
+    out = decoded(result.data)
+    left, top, right, bottom = scene.pixels(scene.passers_by[0])
+    assert region(out, (left + 10, top + 10, right - 10, bottom - 10)).mean() > 120
+
+
+def test_a_damaged_carry_fails_cleanly():
+    photo = accept_upload(encode(street_scene(800, 600).image))
+
+    with pytest.raises(EngineError):
+        DashScopeCrowd().finish(photo, b"PK\x03\x04 not really a zip")
 
 
 def test_finish_keeps_the_subject_at_full_resolution_and_erases_the_passers_by(dashscope_fake):
