@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -347,17 +348,17 @@ def strip_jpeg_metadata(data: bytes) -> bytes:
     raise ImageRejected(_("This photo is incomplete (the file ends too early). Please upload it again."))
 
 
+# Inside entropy-coded data 0xFF is followed by 0x00 (a stuffed byte), a restart marker RST0–RST7
+# or another 0xFF (fill); anything else after it is the next marker.
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
 def _scan_end(data: bytes, pos: int) -> int:
-    """Index of the first marker after entropy-coded data (skipping stuffed bytes and restarts)."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            return len(data)
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            pos += 1 if following == 0xFF else 2
-            continue
-        return pos
+    """Index of the first marker after entropy-coded data (skipping stuffed bytes and restarts).
+    A regular expression, because a noisy 12 MP scan holds some 10 000 0xFF bytes to step over and
+    a Python loop over them cost intake 5–25 ms."""
+    marker = _MARKER_AFTER_SCAN.search(data, pos)
+    return marker.start() if marker else len(data)
 
 
 # --- Encoding ----------------------------------------------------------------------------------------

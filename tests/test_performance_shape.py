@@ -90,6 +90,26 @@ def test_intake_decodes_a_jpeg_once_in_draft_mode_and_encodes_nothing(monkeypatc
     assert b"Camera maker" not in photo.data and len(photo.data) < len(camera_jpeg)
 
 
+@pytest.mark.parametrize(
+    "scan, end",
+    [
+        (b"\x12\xff\x00\x34\xff\xd9", 4),  # a stuffed 0xFF, then the end of image
+        (b"\xff\xd0\x01\xff\xd7\x02\xff\xd9", 6),  # restart markers belong to the scan
+        (b"\x01\xff\xff\xff\xda", 3),  # fill bytes before the next start of scan
+        (b"\x01\x02\xff", 3),  # a file cut short: the scan runs to its end
+        (b"\xff\x00\xff\x00", 4),
+    ],
+)
+def test_the_scan_ends_at_the_first_real_marker(scan, end):
+    assert images._scan_end(b"HEAD" + scan, 4) == 4 + end
+
+
+def test_metadata_is_cut_without_touching_a_noisy_scan(camera_jpeg):
+    clean = images.strip_jpeg_metadata(camera_jpeg)
+    assert scan_data(clean) == scan_data(camera_jpeg) and clean.endswith(b"\xff\xd9")
+    assert Image.open(io.BytesIO(clean)).size == (WIDTH, HEIGHT)
+
+
 def test_the_first_phase_works_from_intakes_copy_and_encodes_each_preview_once(monkeypatch, camera_jpeg):
     photo = images.accept_upload(camera_jpeg)
     meta = {"media_type": photo.media_type, "width": photo.width, "height": photo.height,
