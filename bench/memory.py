@@ -129,14 +129,15 @@ def burst(photo: bytes, megapixels: float, uploads: int) -> None:
         peak = rss_bytes(worker, "VmHWM")
         held = store_bytes(site, visitor)
         threads_per_worker = int(site.env.get("GUNICORN_THREADS", "8"))
-    cap = 20 * 1024**2
+    concurrent = min(threads_per_worker, uploads)
     print(f"Burst: {uploads} uploads of {mb(len(photo))} ({megapixels:g} MP) at once, 1 process × "
           f"{threads_per_worker} threads, job pool capacity {health['job_capacity']}")
     print(f"  answers: {statuses.count(303)} accepted, {statuses.count(503)} refused (503, pool full), "
           f"{len(statuses) - statuses.count(303) - statuses.count(503)} other")
-    print(f"  VmHWM {mb(baseline)} before, {mb(peak)} peak: +{mb(peak - baseline)}; store holds {mb(held)} after")
-    print(f"  bounds: requests in reading {threads_per_worker} × {mb(cap)} upload cap = {mb(threads_per_worker * cap)}; "
-          f"store budget {mb(health['store']['bytes_budget'])}", flush=True)
+    print(f"  VmHWM {mb(baseline)} before, {mb(peak)} peak: +{mb(peak - baseline)}, of which the store holds "
+          f"{mb(held)} (budget {mb(health['store']['bytes_budget'])}); the rest is "
+          f"{mb((peak - baseline - held) / concurrent)} for each of {concurrent} requests in intake at once",
+          flush=True)
 
 
 def main() -> None:
