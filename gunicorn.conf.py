@@ -5,10 +5,6 @@ WEB_CONCURRENCY. Read by `gunicorn -c gunicorn.conf.py portraitsite.wsgi`."""
 import ctypes
 import os
 
-from gunicorn.glogging import Logger
-
-from portraitsite.logging import redact
-
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 _shared_store = os.environ.get("CACHE_URL", "").startswith(("redis://", "rediss://", "unix://"))
 workers = int(os.environ.get("WEB_CONCURRENCY", "1")) if _shared_store else 1
@@ -54,13 +50,6 @@ access_log_format = '%(t)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 errorlog = "-"
 
 
-class RedactingLogger(Logger):
-    """gunicorn's logger with job tokens cut out of every access-log atom that holds the path
-    (the Referer too: a job page links to its own preview and download)."""
-
-    def atoms(self, resp, req, environ, request_time):
-        redacted = {key: redact(environ.get(key) or "") for key in ("PATH_INFO", "RAW_URI", "HTTP_REFERER")}
-        return super().atoms(resp, req, dict(environ, **redacted), request_time)
-
-
-logger_class = RedactingLogger
+# Every access-log atom scrubbed of job tokens, the visitor's address and browser left out, and
+# the error log scrubbed too (portraitsite.logging.GunicornLogger).
+logger_class = "portraitsite.logging.GunicornLogger"

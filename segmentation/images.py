@@ -88,7 +88,7 @@ class Photo:
         with Image.open(io.BytesIO(self.data)) as im:
             if im.format in ("JPEG", "MPO"):
                 scale = max(1, max(im.size) // max(long_side, 1))
-                im.draft(im.mode if im.mode in ("RGB", "L") else "RGB", (im.width // scale, im.height // scale))
+                im.draft(im.mode if im.mode in ("RGB", "L") else "RGB", (max(1, im.width // scale), max(1, im.height // scale)))
             im.load()
             return _fit(_upright_rgb(im, self.orientation), long_side)
 

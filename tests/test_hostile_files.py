@@ -41,11 +41,7 @@ RSS_GROWTH_BOUND = 40 * MAX_PIXELS  # the kernel's high-water mark: Pillow's and
 
 # Crashes found by this corpus whose fix belongs to another module; each is checked every run, and
 # the test fails as soon as one of them is fixed, so the entry is removed with the fix.
-KNOWN_BUGS = {
-    # images.Photo.open_reduced asks Pillow's JPEG draft for a 0-pixel side when one side is under
-    # 1/scale of the other: ZeroDivisionError → 500. Fix: max(1, …) for both sides of the draft.
-    "jpeg declaring 1x65500", "10000x1 JPEG", "2x5000 JPEG",
-}
+KNOWN_BUGS: set[str] = set()  # case names with a bug not fixed yet; each must still fail
 
 
 @dataclass

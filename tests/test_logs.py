@@ -318,8 +318,6 @@ def test_the_access_log_line_as_configured_has_no_token_and_no_address():
     assert '"POST /jobs/…/unlock" 303' in line
 
 
-@pytest.mark.xfail(strict=True, reason="gunicorn.conf.py still has its own RedactingLogger: it must use "
-                   "logger_class = 'portraitsite.logging.GunicornLogger' (see the report of issue 5)")
 def test_gunicorn_is_configured_with_the_scrubbing_logger():
     """Every atom, not only those the shipped format uses: an operator may log more."""
     token = store.new_token()
