@@ -8,7 +8,7 @@ import re
 
 import pytest
 from django.core.cache import caches
-from django.utils.dateformat import format as format_date
+from django.template.defaultfilters import date as format_date
 from PIL import Image
 
 from portraitsite import legal
@@ -105,9 +105,9 @@ def test_retention_operator_contact_and_date_come_from_the_configuration(client,
     assert "are deleted automatically 60 minutes after you upload" in page
     assert "Studio Lumen runs this website." in page and "privacy@lumen.example" in page
     assert 'href="mailto:privacy@lumen.example"' in client.get("/privacy/").content.decode()
-    assert f"Last updated: {format_date(legal.POLICY_UPDATED, 'j F Y')}." in page
+    assert f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}." in page
     terms = text_of(client.get("/terms/"))
-    assert "deleted 60 minutes after upload" in terms and f"Last updated: {format_date(legal.POLICY_UPDATED, 'j F Y')}" in terms
+    assert "deleted 60 minutes after upload" in terms and f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}" in terms
 
 
 def test_the_terms_state_the_upload_limits_in_force(client, settings):
@@ -179,3 +179,8 @@ def test_claim_a_used_code_records_only_the_time_and_the_tool():
     fields = {field.name for field in Redemption._meta.concrete_fields}
     assert fields == {"id", "code", "created_at", "tool"}, "nothing about the visitor, the photo or the job"
     assert "code" not in {field.name for field in UnlockCode._meta.concrete_fields}, "codes are kept as digests"
+
+
+def test_the_date_reads_naturally_in_chinese(client):
+    page = client.get("/zh-hans/privacy/").content.decode()
+    assert f"{legal.POLICY_UPDATED.year}年{legal.POLICY_UPDATED.month}月{legal.POLICY_UPDATED.day}日" in page
