@@ -181,24 +181,25 @@ def _image_response(data: bytes, media_type: str) -> HttpResponse:
     return response
 
 
-@require_GET
-@never_cache
-def preview(request: HttpRequest, token: str) -> HttpResponse:
+def _small_image(token: str, name: str) -> HttpResponse:
+    """A job's preview-sized WebP ("preview" watermarked, "before" the visitor's own photo)."""
     job = _job_or_404(token)
-    data = store.get_blob(job, "preview") if job.state == store.READY else None
+    data = store.get_blob(job, name) if job.state == store.READY else None
     if data is None:
         raise Http404("no preview yet")
     return _image_response(data, "image/webp")
+
+
+@require_GET
+@never_cache
+def preview(request: HttpRequest, token: str) -> HttpResponse:
+    return _small_image(token, "preview")
 
 
 @require_GET
 @never_cache
 def before(request: HttpRequest, token: str) -> HttpResponse:
-    job = _job_or_404(token)
-    data = store.get_blob(job, "before") if job.state == store.READY else None
-    if data is None:
-        raise Http404("no preview yet")
-    return _image_response(data, "image/webp")
+    return _small_image(token, "before")
 
 
 @require_POST
