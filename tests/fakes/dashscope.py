@@ -24,7 +24,6 @@ Run on its own: `python -m tests.fakes.dashscope --port 8902 [--key KEY]`.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -32,17 +31,20 @@ import hmac
 import io
 import json
 import re
-import threading
 import time
 import urllib.parse
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from tests.fakes.server import (
+    AT_ONCE, Answer, FakeServer, Pacing, ReceivedRequest, command_line, fixture, recorded_sleeps,
+)
 
 BASE_PATH = "/api/v1"
 GENERATION_PATH = f"{BASE_PATH}/services/aigc/multimodal-generation/generation"
@@ -55,27 +57,6 @@ MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE = 512, 2048
 PARAMETERS = {"n", "prompt_extend", "watermark", "negative_prompt", "seed", "size"}
 RESULT_TTL = 24 * 3600
 DATA_URI = re.compile(r"data:(?P<mime>[\w/+.-]+);base64,(?P<data>.*)", re.S)
-
-
-@dataclass
-class ReceivedRequest:
-    """One request as the fake saw it. `status` is what the fake answered (0: hung up)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: list[tuple[str, str]]
-    body: bytes
-    status: int = 0
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-    def json(self):
-        return json.loads(self.body)
 
 
 @dataclass
@@ -101,17 +82,19 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class FakeDashScope:
+class FakeDashScope(FakeServer):
+    name = "fake-dashscope"
+    base_path = BASE_PATH
+    settings_prefix = "DASHSCOPE"
+
     def __init__(self, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0):
-        self.api_key = api_key
+        super().__init__(api_key, host, port)
         # The edit: rectangles (left, top, right, bottom) as fractions of the frame.
         self.erase: list[tuple[float, float, float, float]] = []
         self.colour_shift = 2
         self.blur = 0.0  # Gaussian radius in output pixels
         self.zoom = 1.0  # > 1: the output shows a slightly smaller centre of the frame
         self.result_url: str | None = None  # hand out this URL instead of the fake's own
-        self._lock = threading.Lock()
-        self._requests: list[ReceivedRequest] = []
         self._forced: deque[Forced] = deque()
         self._code_in_200: deque[str] = deque()
         self._download_failures: deque[int] = deque()
@@ -121,41 +104,6 @@ class FakeDashScope:
         self._stalls: deque[float] = deque()
         self._results: dict[str, StoredResult] = {}
         self._signing_key = uuid.uuid4().bytes
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.origin + BASE_PATH
-
-    def start(self) -> FakeDashScope:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-dashscope",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes slow answers
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeDashScope:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # --- switches ---------------------------------------------------------------------------------
 
@@ -163,8 +111,7 @@ class FakeDashScope:
                   retry_after: str | int | None = None) -> None:
         """Answer the next `times` valid generation calls with this error."""
         forced = Forced(status, code, message or f"fake {code}", None if retry_after is None else str(retry_after))
-        with self._lock:
-            self._forced.extend([forced] * times)
+        self._push(self._forced, [forced] * times)
 
     def moderate_next(self, times: int = 1) -> None:
         self.fail_next(400, "DataInspectionFailed", "Input data may contain inappropriate content.", times=times)
@@ -178,28 +125,23 @@ class FakeDashScope:
 
     def drop_next(self, times: int = 1) -> None:
         """Read the next `times` generation calls, then hang up without answering."""
-        with self._lock:
-            self._forced.extend([Forced(0)] * times)
+        self._push(self._forced, [Forced(0)] * times)
 
     def code_in_200_next(self, code: str = "InternalError.Algo", times: int = 1) -> None:
         """Answer HTTP 200 with an error body (DashScope does this for some failures)."""
-        with self._lock:
-            self._code_in_200.extend([code] * times)
+        self._push(self._code_in_200, [code] * times)
 
     def slow_next(self, seconds: float, times: int = 1) -> None:
         """Delay the next `times` generation answers by `seconds`."""
-        with self._lock:
-            self._delays.extend([seconds] * times)
+        self._push(self._delays, [seconds] * times)
 
     def stall_next(self, seconds: float, times: int = 1) -> None:
         """Send the headers and half of the next `times` generation answers, then go quiet for
         `seconds`: the image was made, the answer never fully arrives."""
-        with self._lock:
-            self._stalls.extend([seconds] * times)
+        self._push(self._stalls, [seconds] * times)
 
     def fail_download_next(self, status: int, times: int = 1) -> None:
-        with self._lock:
-            self._download_failures.extend([status] * times)
+        self._push(self._download_failures, [status] * times)
 
     def drop_download_next(self, times: int = 1) -> None:
         """Hang up on the next `times` result downloads without answering."""
@@ -209,15 +151,9 @@ class FakeDashScope:
     def redirect_download_next(self, location: str, status: int = 302) -> None:
         """Answer the next result download with a redirect to `location` (as a storage front might
         send a client elsewhere); the redirect carries the original signed query string."""
-        with self._lock:
-            self._download_redirects.append(f"{status} {location}")
+        self._push(self._download_redirects, [f"{status} {location}"])
 
     # --- what happened ----------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[ReceivedRequest]:
-        with self._lock:
-            return list(self._requests)
 
     @property
     def generation_calls(self) -> list[ReceivedRequest]:
@@ -227,17 +163,9 @@ class FakeDashScope:
     def downloads(self) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.path.startswith("/results/")]
 
-    def _record(self, request: ReceivedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _pop(self, queue: deque):
-        with self._lock:
-            return queue.popleft() if queue else None
-
     # --- the API ----------------------------------------------------------------------------------
 
-    def handle(self, request: ReceivedRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: ReceivedRequest) -> Answer:
         if request.path.startswith("/results/") and request.method == "GET":
             return self._download(request)
         request_id = str(uuid.uuid4())
@@ -278,6 +206,12 @@ class FakeDashScope:
         }
         return 200, [("Content-Type", "application/json")], json.dumps(answer).encode()
 
+    def pacing(self, request: ReceivedRequest) -> Pacing:
+        """`slow_next` and `stall_next` hold back generation answers only, never a download."""
+        if request.path != GENERATION_PATH:
+            return AT_ONCE
+        return Pacing(before=self._pop(self._delays, 0.0), pause=self._pop(self._stalls), hang_up=True)
+
     def edit(self, frame: Image.Image, size: tuple[int, int]) -> Image.Image:
         """The fake model, with the current switches."""
         return redraw(frame, size, erase=self.erase, colour_shift=self.colour_shift, blur=self.blur, zoom=self.zoom)
@@ -299,7 +233,7 @@ class FakeDashScope:
         digest = hmac.new(self._signing_key, f"{name}\n{expires}".encode(), hashlib.sha1).digest()
         return base64.b64encode(digest).decode()
 
-    def _download(self, request: ReceivedRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _download(self, request: ReceivedRequest) -> Answer:
         if request.header("Authorization") is not None:
             return _oss_error(403, "AccessDenied", "Authorization header is not allowed with a signed URL.")
         with self._lock:
@@ -474,74 +408,15 @@ def _ring_median(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     return np.median(region[ring], axis=0).astype(np.uint8) if ring.any() else np.array([128, 128, 128], np.uint8)
 
 
-def _error(status: int, code: str, message: str, request_id: str):
+def _error(status: int, code: str, message: str, request_id: str) -> Answer:
     payload = {"code": code, "message": message, "request_id": request_id}
     return status, [("Content-Type", "application/json")], json.dumps(payload).encode()
 
 
-def _oss_error(status: int, code: str, message: str):
+def _oss_error(status: int, code: str, message: str) -> Answer:
     payload = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                f"<Error><Code>{code}</Code><Message>{message}</Message></Error>")
     return status, [("Content-Type", "application/xml")], payload.encode()
-
-
-# --- HTTP -----------------------------------------------------------------------------------------
-
-
-def _handler_for(fake: FakeDashScope) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "fake-dashscope"
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            split = urllib.parse.urlsplit(self.path)
-            request = ReceivedRequest(
-                method=self.command,
-                path=split.path,
-                query=dict(urllib.parse.parse_qsl(split.query)),
-                headers=list(self.headers.items()),
-                body=body,
-            )
-            fake._record(request)
-            status, headers, payload = fake.handle(request)
-            request.status = status
-            if status == 0:  # drop_next: the request arrived, the answer never leaves
-                self.close_connection = True
-                return
-            stall = None
-            if request.path == GENERATION_PATH:
-                delay = fake._pop(fake._delays)
-                if delay and fake._stopping.wait(delay):
-                    return
-                stall = fake._pop(fake._stalls)
-            try:
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if stall is not None:
-                    self.wfile.write(payload[: len(payload) // 2])
-                    self.wfile.flush()
-                    fake._stopping.wait(stall)
-                    self.close_connection = True
-                    return
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a timeout test)
-
-        def log_message(self, format: str, *args) -> None:
-            pass  # the record of requests is the log
-
-    return Handler
 
 
 # --- photos with people to remove -----------------------------------------------------------------
@@ -594,51 +469,33 @@ def encode(image: Image.Image, kind: str = "JPEG", **options) -> bytes:
 
 # --- pytest ---------------------------------------------------------------------------------------
 
-try:
-    import pytest
-except ImportError:  # running on its own without pytest installed
-    pytest = None
 
-if pytest is not None:
+@fixture
+def dashscope_sleeps(monkeypatch) -> list[float]:
+    """The client's backoff waits, recorded instead of slept."""
+    from segmentation.providers import dashscope as client
 
-    @pytest.fixture
-    def dashscope_sleeps(monkeypatch) -> list[float]:
-        """The client's backoff waits, recorded instead of slept."""
-        import dataclasses
+    return recorded_sleeps(monkeypatch, client)
 
-        from segmentation.providers import dashscope as client
 
-        sleeps: list[float] = []
-        monkeypatch.setattr(client, "RETRY_POLICY", dataclasses.replace(client.RETRY_POLICY, sleep=sleeps.append))
-        return sleeps
-
-    @pytest.fixture
-    def dashscope_fake(settings, dashscope_sleeps):
-        """A running fake with the site's settings pointed at it; backoff waits are not slept."""
-        with FakeDashScope() as fake:
-            settings.DASHSCOPE_API_URL = fake.base_url
-            settings.DASHSCOPE_API_KEY = fake.api_key
-            settings.DASHSCOPE_MODEL = "qwen-image-edit-plus"
-            yield fake
+@fixture
+def dashscope_fake(settings, dashscope_sleeps) -> Iterator[FakeDashScope]:
+    """A running fake with the site's settings pointed at it; backoff waits are not slept."""
+    with FakeDashScope() as fake:
+        settings.DASHSCOPE_API_URL = fake.base_url
+        settings.DASHSCOPE_API_KEY = fake.api_key
+        settings.DASHSCOPE_MODEL = "qwen-image-edit-plus"
+        yield fake
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8902)
-    parser.add_argument("--key", default=DEFAULT_KEY, help="the API key it accepts")
+    parser = command_line(__doc__, port=8902, key=DEFAULT_KEY)
     parser.add_argument("--erase", action="append", default=[], metavar="L,T,R,B",
                         help="a rectangle to erase, as fractions of the frame (repeatable)")
     arguments = parser.parse_args()
     fake = FakeDashScope(api_key=arguments.key, host=arguments.host, port=arguments.port)
     fake.erase = [tuple(float(v) for v in box.split(",")) for box in arguments.erase]
-    print(f"DASHSCOPE_API_URL={fake.base_url}\nDASHSCOPE_API_KEY={fake.api_key}", flush=True)
-    try:
-        fake._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake._server.server_close()
+    fake.serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -14,22 +14,23 @@ Run on its own: `python -m tests.fakes.removebg --port 8901 [--key KEY]`.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
 import math
-import threading
 import time
 import urllib.parse
 import zipfile
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from tests.fakes import server
+from tests.fakes.server import AT_ONCE, Answer, FakeServer, Pacing, command_line, fixture, recorded_sleeps
 
 BASE_PATH = "/v1.0"
 DEFAULT_KEY = "fake-removebg-key"
@@ -66,22 +67,15 @@ class Part:
 
 
 @dataclass
-class ReceivedRequest:
-    """One request as the fake saw it. `status` is what the fake answered."""
+class ReceivedRequest(server.ReceivedRequest):
+    """One request as the fake saw it, with its form parts once parsed and the credits it cost."""
 
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    content_type: str
     parts: list[Part] = field(default_factory=list)
-    status: int = 0
     credits: float = 0.0
 
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
+    @property
+    def content_type(self) -> str:
+        return self.header("Content-Type") or ""
 
     @property
     def fields(self) -> dict[str, str]:
@@ -109,47 +103,19 @@ class Forced:
     content_type: str = "application/json"
 
 
-class FakeRemoveBg:
+class FakeRemoveBg(FakeServer):
+    name = "fake-removebg"
+    base_path = BASE_PATH
+    settings_prefix = "REMOVEBG"
+    request_type = ReceivedRequest
+
     def __init__(self, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0):
-        self.api_key = api_key
+        super().__init__(api_key, host, port)
         self.out_of_credits = False
-        self._lock = threading.Lock()
-        self._requests: list[ReceivedRequest] = []
         self._forced: deque[Forced] = deque()
         self._delays: deque[tuple[float, bool]] = deque()
         self._credits = 0.0
         self._window: tuple[int, float] = (0, 0.0)  # (minute, weight used)
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{BASE_PATH}"
-
-    def start(self) -> FakeRemoveBg:
-        # A short poll interval: shutdown() waits for the loop to notice, once per test.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-removebg",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes slow answers
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeRemoveBg:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # --- switches ---------------------------------------------------------------------------------
 
@@ -160,43 +126,23 @@ class FakeRemoveBg:
         default_titles = {402: "Insufficient credits", 429: "Rate limit exceeded", 503: "Service unavailable"}
         forced = Forced(status, title if title is not None else default_titles.get(status, "Error"), code, detail,
                         None if retry_after is None else str(retry_after), body, content_type)
-        with self._lock:
-            self._forced.extend([forced] * times)
+        self._push(self._forced, [forced] * times)
 
     def drop_next(self, times: int = 1) -> None:
         """Close the connection without answering the next `times` authenticated requests."""
-        with self._lock:
-            self._forced.extend([Forced(status=0)] * times)
+        self._push(self._forced, [Forced(status=0)] * times)
 
     def slow_next(self, seconds: float, times: int = 1, *, mid_body: bool = False) -> None:
         """Delay the next `times` answers by `seconds`: before anything is sent back, or with
         `mid_body` after the headers and half of the body. The work is done (and charged) either way."""
-        with self._lock:
-            self._delays.extend([(seconds, mid_body)] * times)
+        self._push(self._delays, [(seconds, mid_body)] * times)
 
     # --- what happened ------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[ReceivedRequest]:
-        with self._lock:
-            return list(self._requests)
 
     @property
     def credits_charged(self) -> float:
         with self._lock:
             return self._credits
-
-    def _record(self, request: ReceivedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _next_forced(self) -> Forced | None:
-        with self._lock:
-            return self._forced.popleft() if self._forced else None
-
-    def _next_delay(self) -> tuple[float, bool]:
-        with self._lock:
-            return self._delays.popleft() if self._delays else (0.0, False)
 
     def _charge(self, credits: float, input_pixels: int) -> tuple[int, int]:
         """Book credits and rate-limit weight; returns (remaining, reset)."""
@@ -210,7 +156,7 @@ class FakeRemoveBg:
 
     # --- the API --------------------------------------------------------------------------------------
 
-    def handle(self, request: ReceivedRequest, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def handle(self, request: ReceivedRequest) -> Answer:
         key = request.header("X-API-Key")
         if not key:
             return _error(403, "Missing API Key")
@@ -222,12 +168,12 @@ class FakeRemoveBg:
             return _error(404, "Not found")
 
         try:
-            values, image = _parse_body(request, body)
+            values, image = _parse_body(request)
             bad_request = None
         except BadRequest as exc:
             values, image, bad_request = {}, b"", exc
 
-        forced = self._next_forced()
+        forced = self._pop(self._forced)
         if forced is None and self.out_of_credits:
             forced = Forced(402, "Insufficient credits", "insufficient_credits")
         if forced is not None and forced.status == 0:
@@ -243,7 +189,13 @@ class FakeRemoveBg:
             return _error(400, bad_request.title, bad_request.code)
         return self._remove_background(request, values, image)
 
-    def _account(self) -> tuple[int, list[tuple[str, str]], bytes]:
+    def pacing(self, request: ReceivedRequest) -> Pacing:
+        seconds, mid_body = self._pop(self._delays, (0.0, False))
+        if not seconds:
+            return AT_ONCE
+        return Pacing(pause=seconds) if mid_body else Pacing(before=seconds)
+
+    def _account(self) -> Answer:
         payload = {"data": {"attributes": {
             "credits": {"total": 1000 - self.credits_charged, "subscription": 0, "payg": 1000 - self.credits_charged,
                         "enterprise": 0},
@@ -251,7 +203,7 @@ class FakeRemoveBg:
         }}}
         return 200, [("Content-Type", "application/json")], json.dumps(payload).encode()
 
-    def _remove_background(self, request: ReceivedRequest, values: dict[str, str], image: bytes):
+    def _remove_background(self, request: ReceivedRequest, values: dict[str, str], image: bytes) -> Answer:
         size = values.get("size") or "preview"  # remove.bg's default, which is why clients send it
         output_format = values.get("format") or "auto"
         kind = values.get("type") or "auto"
@@ -355,8 +307,9 @@ def _parse_multipart(body: bytes, content_type: str) -> list[Part]:
     return parts
 
 
-def _parse_body(request: ReceivedRequest, body: bytes) -> tuple[dict[str, str], bytes]:
+def _parse_body(request: ReceivedRequest) -> tuple[dict[str, str], bytes]:
     """The parameters, and the image bytes from exactly one source."""
+    body = request.body
     media_type = request.content_type.split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         request.parts = _parse_multipart(body, request.content_type)
@@ -480,67 +433,13 @@ def _encoded(image: Image.Image, kind: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _error(status: int, title: str, code: str | None = None, detail: str | None = None):
+def _error(status: int, title: str, code: str | None = None, detail: str | None = None) -> Answer:
     error = {"title": title}
     if code:
         error["code"] = code
     if detail:
         error["detail"] = detail
     return status, [("Content-Type", "application/json")], json.dumps({"errors": [error]}).encode()
-
-
-# --- HTTP ----------------------------------------------------------------------------------------------
-
-
-def _handler_for(fake: FakeRemoveBg) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind its load balancer
-        server_version = "fake-removebg"
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            request = ReceivedRequest(
-                method=self.command,
-                path=urllib.parse.urlsplit(self.path).path,
-                headers=list(self.headers.items()),
-                content_type=self.headers.get("Content-Type", ""),
-            )
-            fake._record(request)
-            status, headers, payload = fake.handle(request, body)
-            request.status = status
-            if status == 0:  # drop_next: hang up, as a crashed load balancer would
-                self.close_connection = True
-                return
-            delay, mid_body = fake._next_delay()
-            if delay and not mid_body and fake._stopping.wait(delay):
-                return
-            try:
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                half = len(payload) // 2 if delay and mid_body else len(payload)
-                self.wfile.write(payload[:half])
-                if half < len(payload):
-                    self.wfile.flush()
-                    if fake._stopping.wait(delay):
-                        return
-                    self.wfile.write(payload[half:])
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a timeout test): nothing to answer
-
-        def log_message(self, format: str, *args) -> None:
-            pass  # the record of requests is the log
-
-    return Handler
 
 
 # --- images the fake can cut out --------------------------------------------------------------------------
@@ -566,47 +465,27 @@ def jpeg(image: Image.Image, **options) -> bytes:
 
 # --- pytest ---------------------------------------------------------------------------------------------
 
-try:
-    import pytest
-except ImportError:  # running on its own without pytest installed
-    pytest = None
 
-if pytest is not None:
+@fixture
+def removebg_sleeps(monkeypatch) -> list[float]:
+    """The client's backoff waits, recorded instead of slept."""
+    from segmentation.providers import removebg as client
 
-    @pytest.fixture
-    def removebg_sleeps(monkeypatch) -> list[float]:
-        """The client's backoff waits, recorded instead of slept."""
-        import dataclasses
+    return recorded_sleeps(monkeypatch, client)
 
-        from segmentation.providers import removebg as client
 
-        sleeps: list[float] = []
-        monkeypatch.setattr(client, "RETRY_POLICY", dataclasses.replace(client.RETRY_POLICY, sleep=sleeps.append))
-        return sleeps
-
-    @pytest.fixture
-    def removebg_fake(settings, removebg_sleeps):
-        """A running fake with the site's settings pointed at it; backoff waits are not slept."""
-        with FakeRemoveBg() as fake:
-            settings.REMOVEBG_API_URL = fake.base_url
-            settings.REMOVEBG_API_KEY = fake.api_key
-            yield fake
+@fixture
+def removebg_fake(settings, removebg_sleeps) -> Iterator[FakeRemoveBg]:
+    """A running fake with the site's settings pointed at it; backoff waits are not slept."""
+    with FakeRemoveBg() as fake:
+        settings.REMOVEBG_API_URL = fake.base_url
+        settings.REMOVEBG_API_KEY = fake.api_key
+        yield fake
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8901)
-    parser.add_argument("--key", default=DEFAULT_KEY, help="the API key it accepts")
-    arguments = parser.parse_args()
-    fake = FakeRemoveBg(api_key=arguments.key, host=arguments.host, port=arguments.port)
-    print(f"REMOVEBG_API_URL={fake.base_url}\nREMOVEBG_API_KEY={fake.api_key}", flush=True)
-    try:
-        fake._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake._server.server_close()
+    arguments = command_line(__doc__, port=8901, key=DEFAULT_KEY).parse_args()
+    FakeRemoveBg(api_key=arguments.key, host=arguments.host, port=arguments.port).serve_until_interrupted()
 
 
 if __name__ == "__main__":
