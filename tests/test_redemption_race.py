@@ -14,15 +14,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import scratch_database
 
 RACERS = 50
 ROUNDS = 20
 USES = (1, 3)
 ROOT = Path(__file__).resolve().parent.parent
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 
 
 # --- the race, run inside the subprocess ---------------------------------------------------------
@@ -41,41 +43,28 @@ def redeem_unguarded(code: str, tool: str) -> int:
     return Redemption.objects.create(code=row, tool=tool).pk
 
 
-def start_together(barrier) -> None:
-    """Connect first (the race is on the UPDATE, not on connecting), then wait for the others.
-    A racer that cannot connect breaks the barrier, so the rest fail fast instead of waiting."""
-    from django.db import connection
-
-    try:
-        connection.ensure_connection()
-    except Exception:
-        barrier.abort()
-        raise
-    barrier.wait(timeout=120)
-
-
-def race_round(redeem, max_uses: int) -> dict:
+def race(attempt: Callable[[], str]) -> list[str]:
+    """RACERS threads, each on a connection of its own, run `attempt` at the same moment; what each
+    returned, or "error: …" for what it raised."""
     import threading
 
     from django.db import connection
 
-    from unlock.issuing import issue
-    from unlock.models import UnlockCode
-    from unlock.redemption import CodeRejected
-
-    batch = issue(1, max_uses=max_uses, expires_at=None, label="race")
-    code = batch.displayed[0]
     barrier = threading.Barrier(RACERS)
     outcomes: list[str] = []
 
     def racer() -> None:
         try:
-            start_together(barrier)
-            redeem(code, "cutout")
-            outcomes.append("sold")
-        except CodeRejected as rejected:
-            outcomes.append(rejected.reason)
-        except Exception as exc:  # noqa: BLE001 — reported, and fails the guarded test
+            # Connect first (the race is on the UPDATE, not on connecting). A racer that cannot
+            # connect breaks the barrier, so the rest fail fast instead of waiting.
+            try:
+                connection.ensure_connection()
+            except Exception:
+                barrier.abort()
+                raise
+            barrier.wait(timeout=120)
+            outcomes.append(attempt())
+        except Exception as exc:  # noqa: BLE001 — reported, and fails the test
             outcomes.append(f"error: {type(exc).__name__}: {exc}")
         finally:
             connection.close()
@@ -85,6 +74,25 @@ def race_round(redeem, max_uses: int) -> dict:
         thread.start()
     for thread in threads:
         thread.join()
+    return outcomes
+
+
+def race_round(redeem, max_uses: int) -> dict:
+    from unlock.issuing import issue
+    from unlock.models import UnlockCode
+    from unlock.redemption import CodeRejected
+
+    batch = issue(1, max_uses=max_uses, expires_at=None, label="race")
+    code = batch.displayed[0]
+
+    def buy() -> str:
+        try:
+            redeem(code, "cutout")
+        except CodeRejected as rejected:
+            return rejected.reason
+        return "sold"
+
+    outcomes = race(buy)
     row = UnlockCode.objects.get(pk=batch.ids[0])
     return {
         "sold": outcomes.count("sold"),
@@ -97,10 +105,6 @@ def race_round(redeem, max_uses: int) -> dict:
 
 def release_round() -> dict:
     """Many threads give back the same redemption at once: the use comes back exactly once."""
-    import threading
-
-    from django.db import connection
-
     from unlock.issuing import issue
     from unlock.models import UnlockCode
     from unlock.redemption import redeem, release
@@ -108,23 +112,12 @@ def release_round() -> dict:
     batch = issue(1, max_uses=3, expires_at=None, label="race")
     first = redeem(batch.displayed[0], "cutout")
     redeem(batch.displayed[0], "crowd")
-    barrier = threading.Barrier(RACERS)
-    errors: list[str] = []
 
-    def racer() -> None:
-        try:
-            start_together(barrier)
-            release(first)
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"error: {type(exc).__name__}: {exc}")
-        finally:
-            connection.close()
+    def give_back() -> str:
+        release(first)
+        return "released"
 
-    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = [outcome for outcome in race(give_back) if outcome.startswith("error")]
     row = UnlockCode.objects.get(pk=batch.ids[0])
     return {"errors": sorted(set(errors)), "used": row.used, "redemptions": row.redemptions.count()}
 
@@ -174,20 +167,9 @@ def sqlite_races(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def postgres_races() -> dict:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"test_portraitsite_race_{os.getpid()}"
-    try:
-        admin = psycopg.connect(f"{PG_SERVER}/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable ({exc.__class__.__name__}: {exc})")
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield races_on(f"{PG_SERVER}/{name}")
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def postgres_races() -> Iterator[dict]:
+    with scratch_database("race") as database_url:
+        yield races_on(database_url)
 
 
 BACKENDS = [
