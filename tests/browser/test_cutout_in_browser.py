@@ -131,7 +131,8 @@ def test_a_visitor_removes_a_background_and_downloads_it_on_several_backgrounds(
     # Delete now: the photo is gone, and its address says so.
     job_path = visitor.path
     page.click("button:has-text('Delete now')")
-    page.wait_for_url(visitor.url("/"))
+    page.wait_for_url(visitor.url("/?deleted=1"))
+    assert "have been deleted" in page.inner_text("main")
     response = visitor.goto(job_path)
     assert response.status == 404
     assert "Nothing here" in page.inner_text("h1")

@@ -75,7 +75,8 @@ def test_a_phone_visitor_pastes_a_photo_and_gets_everything_in_chinese(visit, he
     assert image.size == (900, 1200) and image.format == "JPEG"
 
     page.click("button:has-text('立即删除')")
-    page.wait_for_url(visitor.url("/zh-hans/"))
+    page.wait_for_url(visitor.url("/zh-hans/?deleted=1"))
+    assert "已从我们的服务器上删除" in page.inner_text("main")
 
     visitor.assert_no_cookies()
     visitor.assert_clean()

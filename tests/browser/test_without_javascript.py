@@ -58,7 +58,8 @@ def test_without_javascript_a_visitor_uploads_unlocks_and_downloads(visit):
     visitor.screenshot("job-unlocked-desktop-nojs")
 
     page.click("button:has-text('Delete now')")
-    page.wait_for_url(visitor.url("/"))
+    page.wait_for_url(visitor.url("/?deleted=1"))
+    assert "have been deleted" in page.inner_text("main")
     assert visitor.goto(job_path).status == 404
 
     visitor.assert_no_cookies()
