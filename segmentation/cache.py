@@ -49,10 +49,43 @@ class SweepingLocMemCache(LocMemCache):
         super().set(key, value, timeout, version)
         self._maybe_sweep()
 
+    def _cull(self):
+        # Called with the lock held when MAX_ENTRIES is reached. Expired entries go; live ones are
+        # only culled if admission failed to keep the count down, and their sizes go with them.
+        now = time.time()
+        for key in [k for k, expiry in self._expire_info.items() if expiry is not None and expiry <= now]:
+            self._cache.pop(key, None)
+            self._expire_info.pop(key, None)
+            self._sizes.pop(key, None)
+        if len(self._cache) >= self._max_entries:
+            super()._cull()
+            for key in [k for k in self._sizes if k not in self._cache]:
+                self._sizes.pop(key, None)
+
     def clear(self):
         super().clear()
         with self._lock:
             self._sizes.clear()
+
+    def reserve(self, key: str, nbytes: int, timeout=DEFAULT_TIMEOUT, version=None) -> None:
+        """Count `nbytes` in bytes_used() under `key` before they are stored: an empty entry that
+        expires like any other, so a reservation can never outlive what it was made for."""
+        self.set(key, b"", timeout, version)
+        with self._lock:
+            self._sizes[self.make_and_validate_key(key, version=version)] = nbytes
+
+    def draw(self, key: str, nbytes: int, version=None) -> None:
+        """`nbytes` of a reservation have now been stored: they stop counting twice."""
+        key = self.make_and_validate_key(key, version=version)
+        with self._lock:
+            if key in self._sizes:
+                self._sizes[key] = max(0, self._sizes[key] - nbytes)
+
+    def room_for_entries(self, count: int) -> bool:
+        """Whether `count` more entries fit below MAX_ENTRIES, where LocMem would start culling
+        the oldest entries, live jobs among them."""
+        with self._lock:
+            return len(self._cache) + count < self._max_entries
 
     def bytes_used(self) -> int:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,9 +25,13 @@ QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
 LOCKED, FINISHING, UNLOCKED = "locked", "finishing", "unlocked"
 
 BLOBS = ("original", "before", "preview", "carry", "result")
-# Admission reserves room for what a job will add to its upload: previews, engine state and the
-# full-resolution result (an RGBA PNG is often twice the size of the JPEG it came from).
-ADMISSION_FACTOR = 3
+# What a job may still add after its upload, reserved at admission and drawn down as it is stored:
+# the full-resolution result (an RGBA PNG, at worst uncompressed) plus previews and engine state.
+RESULT_BYTES_PER_PIXEL = 4
+PREVIEW_AND_STATE_BYTES = 2 * 1024**2
+# Entries a job can occupy at most: record, blobs, reservation, tombstone, unlocking guard.
+ENTRIES_PER_JOB = len(BLOBS) + 4
+_admission = threading.Lock()
 
 
 class StoreFull(Exception):
@@ -83,9 +88,21 @@ def new_token() -> str:
 
 def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: str = "en") -> Job:
     """Admit a job, or raise StoreFull. The original is stored with the job record."""
-    used, budget = usage()
-    if used + len(original) * ADMISSION_FACTOR > budget:
-        raise StoreFull(retry_after=60)
+    growth = RESULT_BYTES_PER_PIXEL * photo_meta.get("width", 0) * photo_meta.get("height", 0) + PREVIEW_AND_STATE_BYTES
+    backend = _cache()
+    with _admission:  # one admission at a time in this process: no two can take the same room
+        used, budget = usage()
+        if used + len(original) + growth > budget:
+            raise StoreFull(retry_after=60)
+        if hasattr(backend, "room_for_entries") and not backend.room_for_entries(ENTRIES_PER_JOB):
+            backend.sweep()
+            if not backend.room_for_entries(ENTRIES_PER_JOB):
+                raise StoreFull(retry_after=60)
+        job = _admit(mode, engine, photo_meta, original, language, growth)
+    return job
+
+
+def _admit(mode, engine, photo_meta, original, language, growth) -> Job:
     now = time.time()
     job = Job(
         token=new_token(),
@@ -97,6 +114,8 @@ def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: 
         language=language,
     )
     try:
+        if hasattr(_cache(), "reserve"):
+            _cache().reserve(_blob_key(job.token, "reserved"), growth, timeout=settings.JOB_TTL_SECONDS)
         put_blob(job, "original", original)
         save(job)
     except Exception as exc:
@@ -157,7 +176,10 @@ def put_blob(job: Job, name: str, data: bytes) -> None:
     assert name in BLOBS, name
     remaining = job.expires_at - time.time()
     if remaining > 0:
-        _cache().set(_blob_key(job.token, name), data, timeout=remaining)
+        backend = _cache()
+        backend.set(_blob_key(job.token, name), data, timeout=remaining)
+        if name != "original" and hasattr(backend, "draw"):
+            backend.draw(_blob_key(job.token, "reserved"), len(data))
 
 
 def get_blob(job: Job, name: str) -> bytes | None:
@@ -171,8 +193,10 @@ def delete_blob(job: Job, name: str) -> None:
 def delete(token: str) -> None:
     """Purge a job and all its images now. A tombstone outlives the purge so that a worker still
     holding the job can tell, after its last write, that it must purge again (see settle())."""
+    if get(token) is None:
+        return  # unknown or expired: nothing to purge, and no tombstone (they would pile up)
     _cache().set(_blob_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
-    _cache().delete_many([token, *(_blob_key(token, name) for name in BLOBS)])
+    _cache().delete_many([token, _blob_key(token, "reserved"), *(_blob_key(token, name) for name in BLOBS)])
 
 
 def settle(token: str) -> None:

@@ -123,8 +123,6 @@ def test_room_comes_back_when_jobs_expire(settings):
         assert store.get(store.create("cutout", "local", META, original).token) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="admission counts only bytes stored now, not what admitted jobs will still "
-                   "add (previews, results): store.create must reserve it (see the report of issue 5)")
 def test_the_store_stays_within_its_budget_after_admitted_jobs_have_grown(client, settings):
     photo = encode(portrait_scene(800, 600), "JPEG", quality=90)
     need = room_for_one_job(settings, {**META, "width": 800, "height": 600}, photo)
@@ -144,8 +142,6 @@ def test_the_store_stays_within_its_budget_after_admitted_jobs_have_grown(client
     assert used_now <= budget, f"{len(admitted)} jobs admitted, now holding {used_now} bytes of a {budget} budget"
 
 
-@pytest.mark.xfail(strict=True, reason="store.delete writes a tombstone even for unknown tokens, and LocMem culls "
-                   "the oldest entries at MAX_ENTRIES (see the report of issue 5)")
 def test_deleting_unknown_jobs_never_makes_culling_drop_a_live_one(small_store):
     live = store.create("cutout", "local", META, b"\xff" * 100)
     stranger = Client()
@@ -154,8 +150,6 @@ def test_deleting_unknown_jobs_never_makes_culling_drop_a_live_one(small_store):
     assert store.get(live.token) is not None and store.get_blob(live, "original") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="admission checks bytes only, not LocMem's MAX_ENTRIES, so tiny jobs make "
-                   "LocMem cull live ones (see the report of issue 5)")
 def test_a_flood_of_tiny_jobs_is_refused_before_culling_could_drop_a_live_one(small_store):
     admitted = []
     for _ in range(40):

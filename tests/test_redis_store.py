@@ -230,8 +230,10 @@ def test_uploads_are_refused_with_503_when_redis_holds_the_budget(small_redis, c
     settings.BACKGROUND_ENGINE = "local"
     photo = encode(portrait_scene(400, 300), "JPEG", quality=90)
     used, _ = store.usage()
-    # Room for this upload times the admission factor, plus a margin for Redis's own bookkeeping.
-    settings.IMAGE_STORE_MAX_BYTES = used + len(photo) * store.ADMISSION_FACTOR + 200_000
+    # Room for this upload and what admission reserves for its growth, plus a margin for Redis's
+    # own bookkeeping.
+    growth = store.RESULT_BYTES_PER_PIXEL * 400 * 300 + store.PREVIEW_AND_STATE_BYTES
+    settings.IMAGE_STORE_MAX_BYTES = used + len(photo) + growth + 200_000
     token_of(upload(client, photo))
     # Another process's job fills the rest of the budget.
     redis.Redis.from_url(small_redis).set("job:1:elsewhere:original", b"\x04" * 1_000_000, ex=60)

@@ -64,7 +64,7 @@ def test_every_entry_expires_with_the_job():
     store.put_blob(job, "result", b"r")
     backend = caches["jobs"]
     expiries = {key: expiry for key, expiry in backend._expire_info.items() if job.token in key}
-    assert len(expiries) == 3  # record, original, result
+    assert len(expiries) == 4  # record, original, result, the admission's reservation
     assert all(abs(expiry - job.expires_at) < 2 for expiry in expiries.values())
 
 
