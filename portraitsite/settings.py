@@ -140,6 +140,10 @@ JOB_CACHE_ALIAS = "jobs"
 def _job_cache() -> dict:
     config = _setting(env.cache_url, "CACHE_URL", default="locmemcache://portraitsite-jobs")
     config["TIMEOUT"] = JOB_TTL_SECONDS
+    if config["BACKEND"] in ("django_redis.cache.RedisCache", "redis_cache.RedisCache"):
+        # django-environ picks a third-party Redis backend when one is installed; the byte budget
+        # and the persistence check are written for Django's own.
+        config["BACKEND"] = "django.core.cache.backends.redis.RedisCache"
     if config["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
         # Our LocMem adds an active expiry sweep and byte accounting. MAX_ENTRIES is far above
         # what the byte budget admits, so LocMem's culling can never drop a live job.

@@ -250,7 +250,7 @@ _TRANSPOSE = {
 def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode in ("RGB", "RGBA"):
-        image = im.copy() if im.info else im
+        image = im  # a throwaway decode: clearing its metadata in place saves a full copy
     elif mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit and 32-bit greyscale: scale to 8 bits instead of clipping at 255.
         import numpy as np

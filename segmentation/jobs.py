@@ -105,23 +105,22 @@ def process(token: str, photo: Photo) -> None:
         draft = engine_named(job.mode, job.engine).start(photo)
         preview = images.render_preview(draft.preview)
         before = images.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
+        job = store.get(token)
+        if job is None or job.state != store.PROCESSING:
+            return  # deleted, expired or timed out meanwhile: keep nothing
+        # A store that refuses a write (Redis at maxmemory) fails the job now, not at the deadline.
+        store.put_blob(job, "preview", preview)
+        store.put_blob(job, "before", before)
+        if draft.carry is not None:
+            store.put_blob(job, "carry", draft.carry)
+        job.state, job.note = store.READY, draft.note
+        store.save(job)
     except EngineError as exc:
         logger.warning("Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message)
         _record_failure(token, exc.visitor_message)
-        return
     except Exception:
         logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)
         _record_failure(token, _("Something went wrong while processing this photo. Please try again."))
-        return
-    job = store.get(token)
-    if job is None or job.state != store.PROCESSING:
-        return  # deleted, expired or timed out meanwhile: keep nothing
-    store.put_blob(job, "preview", preview)
-    store.put_blob(job, "before", before)
-    if draft.carry is not None:
-        store.put_blob(job, "carry", draft.carry)
-    job.state, job.note = store.READY, draft.note
-    store.save(job)
     store.settle(token)
 
 
@@ -130,13 +129,13 @@ def _record_failure(token: str, message: str) -> None:
     if job is not None and job.state == store.PROCESSING:
         job.state, job.error = store.FAILED, message
         store.save(job)
+        for name in ("preview", "before", "carry"):  # whatever was stored before the failure
+            store.delete_blob(job, name)
 
 
 @in_visitors_language
 def finish(token: str) -> None:
     """Phase two: the full-resolution result. Confirms the reserved code or gives it back."""
-    from unlock.redemption import release
-
     job = store.get(token)
     if job is None:
         return  # expired or deleted; the store's deadline check cannot release for a vanished job
@@ -146,30 +145,35 @@ def finish(token: str) -> None:
         if original is None:
             raise EngineError(_("This photo has expired. Please upload it again."), "original gone")
         result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_blob(job, "carry"))
-    except Exception as exc:
-        if isinstance(exc, EngineError):
-            logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
-            message = exc.visitor_message
-        else:
-            logger.exception("Full result crashed in %s %s engine.", job.engine, job.mode)
-            message = _("Something went wrong while preparing the full-resolution image.")
-        if redemption is not None:
-            release(redemption)
         job = store.get(token)
-        if job is not None and job.unlock == store.FINISHING:
-            job.unlock, job.redemption = store.LOCKED, None
-            job.unlock_error = message + " " + _("Your code was not used; you can try again.")
-            store.save(job)
+        if job is None or job.unlock != store.FINISHING:
+            _give_back(token, redemption, "")  # the job vanished before it could be delivered
+            return
+        store.put_blob(job, "result", result.data)
+    except EngineError as exc:
+        logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
+        _give_back(token, redemption, exc.visitor_message)
         return
-    job = store.get(token)
-    if job is None or job.unlock != store.FINISHING:
-        if redemption is not None:
-            release(redemption)  # the job vanished before it could be delivered
+    except Exception:
+        logger.exception("Full result crashed in %s %s engine.", job.engine, job.mode)
+        _give_back(token, redemption, _("Something went wrong while preparing the full-resolution image."))
         return
-    store.put_blob(job, "result", result.data)
     store.delete_blob(job, "carry")  # no longer needed; frees RAM for other visitors
     # The reservation is now a delivered use; the job forgets which redemption paid for it.
     job.unlock, job.unlock_error, job.redemption = store.UNLOCKED, "", None
     job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
     store.save(job)
     store.settle(token)
+
+
+def _give_back(token: str, redemption: int | None, message: str) -> None:
+    """The full result could not be delivered: the code's use returns, the visitor is told."""
+    from unlock.redemption import release
+
+    if redemption is not None:
+        release(redemption)
+    job = store.get(token)
+    if job is not None and job.unlock == store.FINISHING:
+        job.unlock, job.redemption = store.LOCKED, None
+        job.unlock_error = message + " " + _("Your code was not used; you can try again.")
+        store.save(job)

@@ -176,6 +176,21 @@ class TestUnlocking:
         assert UnlockCode.objects.get().used == 1
 
 
+    def test_a_store_that_refuses_the_result_gives_the_code_back_at_once(self, client, ready_token, monkeypatch):
+        original_put = store.put_blob
+
+        def refusing(job, name, data):
+            if name == "result":
+                raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
+            original_put(job, name, data)
+
+        monkeypatch.setattr(store, "put_blob", refusing)
+        client.post(f"/jobs/{ready_token}/unlock", {"code": one_code()})
+        job = wait_unlocked(ready_token)
+        assert job.unlock == store.LOCKED and "not used" in job.unlock_error
+        assert UnlockCode.objects.get().used == 0
+
+
 class TestPages:
     def test_home_offers_both_tools(self, client):
         page = client.get("/").content.decode()
