@@ -6,23 +6,13 @@ import logging
 import pytest
 
 from segmentation.engines.base import EngineError
-from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
 
 UNAVAILABLE = "temporarily unavailable"
 BUSY = "busy right now"
 MODERATED = "content checks refused this photo"
 UNPROCESSABLE = "could not process this photo"
-
-
-def erase_people():
-    photo = accept_upload(encode(street_scene(640, 480).image))
-    dashscope = client.DashScopeClient()
-    try:
-        return dashscope.erase_people(photo)
-    finally:
-        dashscope.close()
 
 
 def failure() -> client.DashScopeError:

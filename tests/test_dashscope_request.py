@@ -14,7 +14,7 @@ from PIL import Image
 
 from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, erase_people, street_scene  # noqa: F401
 
 
 def sent_image(call) -> tuple[str, bytes]:
@@ -22,14 +22,6 @@ def sent_image(call) -> tuple[str, bytes]:
     match = re.fullmatch(r"data:(image/[a-z]+);base64,([A-Za-z0-9+/=]+)", uri)
     assert match, uri[:60]
     return match[1], base64.b64decode(match[2])
-
-
-def erase_people(photo):
-    dashscope = client.DashScopeClient()
-    try:
-        return dashscope.erase_people(photo)
-    finally:
-        dashscope.close()
 
 
 def test_one_call_carries_exactly_the_documented_request(dashscope_fake):

@@ -4,9 +4,8 @@ fetched into memory within a size cap, no redirects followed."""
 import pytest
 from PIL import Image
 
-from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import FakeDashScope, dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+from tests.fakes.dashscope import FakeDashScope, dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
 
 ALIBABA = "https://dashscope-intl.aliyuncs.com/api/v1"
 
@@ -47,10 +46,9 @@ def test_an_https_result_url_is_accepted():
 
 def test_a_job_whose_answer_names_a_refused_url_downloads_nothing(dashscope_fake):
     dashscope_fake.result_url = "file:///etc/passwd"
-    dashscope = client.DashScopeClient()
 
     with pytest.raises(client.DashScopeError):
-        dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+        erase_people()
 
     assert len(dashscope_fake.generation_calls) == 1
     assert dashscope_fake.downloads == []
@@ -58,10 +56,9 @@ def test_a_job_whose_answer_names_a_refused_url_downloads_nothing(dashscope_fake
 
 def test_a_result_above_the_size_cap_is_refused(dashscope_fake, monkeypatch):
     monkeypatch.setattr(client, "MAX_RESULT_BYTES", 1000)
-    dashscope = client.DashScopeClient()
 
     with pytest.raises(client.DashScopeError) as caught:
-        dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+        erase_people()
 
     assert "fetch the result" in caught.value.visitor_message
     assert len(dashscope_fake.generation_calls) == 1
@@ -70,10 +67,9 @@ def test_a_result_above_the_size_cap_is_refused(dashscope_fake, monkeypatch):
 def test_a_result_that_is_not_an_image_is_refused(dashscope_fake):
     # The fake's own API path answers a GET with a JSON 404 body: not an image, not a 200.
     dashscope_fake.result_url = dashscope_fake.base_url + "/not-a-result"
-    dashscope = client.DashScopeClient()
 
     with pytest.raises(client.DashScopeError) as caught:
-        dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+        erase_people()
 
     assert "HTTP 404" in caught.value.operator_detail
     assert "Signature" not in caught.value.operator_detail
@@ -81,10 +77,9 @@ def test_a_result_that_is_not_an_image_is_refused(dashscope_fake):
 
 def test_the_result_signature_never_reaches_the_operator_detail(dashscope_fake):
     dashscope_fake.fail_download_next(403, times=1)
-    dashscope = client.DashScopeClient()
 
     with pytest.raises(client.DashScopeError) as caught:
-        dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+        erase_people()
 
     assert "/results/" in caught.value.operator_detail
     assert "Signature" not in caught.value.operator_detail and "Expires" not in caught.value.operator_detail
@@ -95,10 +90,9 @@ def test_a_redirect_from_the_result_url_is_refused_and_not_followed(dashscope_fa
     with FakeDashScope() as elsewhere:
         target = elsewhere.publish(Image.new("RGB", (600, 400)))  # a real image, were it fetched
         dashscope_fake.redirect_download_next(target, status)
-        dashscope = client.DashScopeClient()
 
         with pytest.raises(client.DashScopeError) as caught:
-            dashscope.erase_people(accept_upload(encode(street_scene(640, 480).image)))
+            erase_people()
 
         assert elsewhere.requests == []
     assert f"HTTP {status}" in caught.value.operator_detail

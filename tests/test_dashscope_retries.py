@@ -3,22 +3,12 @@ made (a connection never opened, a 429, a 500/503/504), and a bounded number of 
 download costs nothing and may be repeated after any transient failure."""
 
 import dataclasses
-import socket
 
 import pytest
 
-from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
-
-
-def erase_people():
-    photo = accept_upload(encode(street_scene(640, 480).image))
-    dashscope = client.DashScopeClient()
-    try:
-        return dashscope.erase_people(photo)
-    finally:
-        dashscope.close()
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
+from tests.fakes.server import unused_port
 
 
 def test_a_server_error_is_retried_and_then_succeeds(dashscope_fake, dashscope_sleeps):
@@ -116,10 +106,16 @@ def test_a_wrong_key_is_not_repeated(dashscope_fake, dashscope_sleeps, settings)
     assert len(dashscope_fake.generation_calls) == 1
 
 
-def test_a_slow_answer_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch):
+@pytest.mark.parametrize(
+    "hold_back",
+    [lambda fake: fake.slow_next(5), lambda fake: fake.stall_next(5)],
+    ids=["no-answer", "half-an-answer"],
+)
+def test_an_answer_too_slow_to_wait_for_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch,
+                                                                hold_back):
     # The image may already be made (and billed) when we stop waiting.
     monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
-    dashscope_fake.slow_next(5)
+    hold_back(dashscope_fake)
 
     with pytest.raises(client.DashScopeError) as caught:
         erase_people()
@@ -143,10 +139,7 @@ def test_a_connection_dropped_after_the_request_arrived_is_not_repeated(dashscop
 
 def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps,
                                                                              settings):
-    with socket.socket() as placeholder:  # a port nobody listens on
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-    settings.DASHSCOPE_API_URL = f"http://127.0.0.1:{port}/api/v1"
+    settings.DASHSCOPE_API_URL = f"http://127.0.0.1:{unused_port()}/api/v1"
 
     with pytest.raises(client.DashScopeError) as caught:
         erase_people()
@@ -186,14 +179,3 @@ def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dash
     assert len(dashscope_fake.generation_calls) == 1
     assert len(dashscope_fake.downloads) == client.RETRY_POLICY.attempts
 
-
-def test_an_answer_that_stalls_halfway_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch):
-    monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
-    dashscope_fake.stall_next(5)
-
-    with pytest.raises(client.DashScopeError) as caught:
-        erase_people()
-
-    assert "took too long" in caught.value.visitor_message
-    assert len(dashscope_fake.generation_calls) == 1
-    assert dashscope_sleeps == []

@@ -15,6 +15,7 @@ import requests
 
 from segmentation.providers import http
 from tests.fakes.removebg import DEFAULT_KEY, FakeRemoveBg, jpeg, portrait
+from tests.fakes.server import unused_port
 
 TIMEOUTS = http.Timeouts(connect=2.0, read=5.0)
 
@@ -53,17 +54,11 @@ def cut_out(session, base_url: str, policy: http.RetryPolicy, timeouts: http.Tim
     )
 
 
-def free_port() -> int:
-    with socket.socket() as placeholder:
-        placeholder.bind(("127.0.0.1", 0))
-        return placeholder.getsockname()[1]
-
-
 # --- Connections ------------------------------------------------------------------------------------
 
 
 def test_a_refused_connection_is_retried_and_the_retry_reaches_the_server(session, policy, sleeps):
-    port = free_port()
+    port = unused_port()
     started: list[FakeRemoveBg] = []
 
     def server_comes_up(seconds: float) -> None:  # the backoff wait: the server is up afterwards
@@ -83,7 +78,7 @@ def test_a_refused_connection_is_retried_and_the_retry_reaches_the_server(sessio
 
 def test_a_connection_that_never_opens_is_given_up_after_the_attempts(session, policy, sleeps):
     with pytest.raises(requests.ConnectionError) as caught:
-        cut_out(session, f"http://127.0.0.1:{free_port()}/v1.0", policy)
+        cut_out(session, f"http://127.0.0.1:{unused_port()}/v1.0", policy)
 
     assert http.never_sent(caught.value)
     assert sleeps == [0.5, 1.0]  # three attempts, two waits

@@ -2,7 +2,6 @@
 operator reads, and whether trying again later may help."""
 
 import logging
-import socket
 
 import pytest
 from PIL import Image
@@ -12,6 +11,7 @@ from segmentation.images import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import Timeouts
 from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.server import unused_port
 
 NO_PERSON = "We could not find a person in this photo"
 UNAVAILABLE = "Background removal is temporarily unavailable"
@@ -114,10 +114,7 @@ def test_error_body_without_errors_list_is_handled(removebg_fake, photo):
 
 
 def test_unreachable_service_says_temporarily_unavailable(removebg_fake, photo, settings):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{port}/v1.0"
+    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{unused_port()}/v1.0"
     error = failure(photo)
     assert error.visitor_message.startswith(UNAVAILABLE) and error.retryable and error.status is None
 

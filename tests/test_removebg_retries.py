@@ -2,7 +2,6 @@
 waits recorded instead of slept."""
 
 import email.utils
-import socket
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from segmentation.images import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import RetryPolicy
 from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.server import unused_port
 
 
 @pytest.fixture
@@ -86,10 +86,7 @@ def test_a_connection_dropped_after_the_upload_is_not_repeated(removebg_fake, re
 
 def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(removebg_fake, removebg_sleeps, photo,
                                                                              settings):
-    with socket.socket() as placeholder:  # a port nobody listens on
-        placeholder.bind(("127.0.0.1", 0))
-        port = placeholder.getsockname()[1]
-    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{port}/v1.0"
+    settings.REMOVEBG_API_URL = f"http://127.0.0.1:{unused_port()}/v1.0"
     with pytest.raises(removebg.RemoveBgError) as caught:
         removebg.cut_out(photo, "preview")
     assert caught.value.retryable and "unreachable" in caught.value.operator_detail

@@ -37,6 +37,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -45,6 +46,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from tests.fakes.server import (
     AT_ONCE, Answer, FakeServer, Pacing, ReceivedRequest, command_line, fixture, recorded_sleeps,
 )
+
+if TYPE_CHECKING:  # the fake runs on its own, without Django: the site's modules load only in tests
+    from segmentation.images import Photo
+    from segmentation.providers.dashscope import EditedImage
 
 BASE_PATH = "/api/v1"
 GENERATION_PATH = f"{BASE_PATH}/services/aigc/multimodal-generation/generation"
@@ -486,6 +491,19 @@ def dashscope_fake(settings, dashscope_sleeps) -> Iterator[FakeDashScope]:
         settings.DASHSCOPE_API_KEY = fake.api_key
         settings.DASHSCOPE_MODEL = "qwen-image-edit-plus"
         yield fake
+
+
+def erase_people(photo: Photo | None = None) -> EditedImage:
+    """One call through the site's DashScope client (pointed at the fake by `dashscope_fake`), closed
+    afterwards: the model's edited frame. The photo is a 640×480 street scene unless given."""
+    from segmentation.images import accept_upload
+    from segmentation.providers.dashscope import DashScopeClient
+
+    client = DashScopeClient()
+    try:
+        return client.erase_people(photo if photo is not None else accept_upload(encode(street_scene(640, 480).image)))
+    finally:
+        client.close()
 
 
 def main() -> None:
