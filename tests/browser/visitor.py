@@ -66,7 +66,10 @@ class Visitor:
             context.add_init_script(_CSP_LISTENER)
         page = context.new_page()
         page.on("request", lambda request: visitor.requests.append(request.url))
-        page.on("console", lambda message: message.type == "error" and visitor.console_errors.append(message.text))
+        # Chromium reports a header it cannot parse (an unknown Permissions-Policy feature) as a
+        # warning, not an error: those count too.
+        page.on("console", lambda message: (message.type == "error" or "Permissions-Policy" in message.text)
+                and visitor.console_errors.append(message.text))
         page.on("pageerror", lambda error: visitor.page_errors.append(str(error)))
         visitor.page = page
         return visitor
