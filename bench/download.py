@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import importlib.util
 import http.client
-import os
 import pickle
 import statistics
 import sys

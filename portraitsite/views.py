@@ -1,6 +1,5 @@
 """Site-wide pages: the legal pages, generated from the configuration, and the health check."""
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static

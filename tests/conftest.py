@@ -3,6 +3,10 @@
 import pytest
 from django.utils import translation
 
+# The fake providers' fixtures, for every test module (they start real local HTTP servers).
+from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps  # noqa: F401
+from tests.fakes.removebg import removebg_fake, removebg_sleeps  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def english_after_each_test():

@@ -12,3 +12,15 @@ from portraitsite.settings import *  # noqa: E402,F403
 
 # Cookie leaks raise instead of only being logged (portraitsite.middleware).
 TESTING = True
+
+# Hermetic: a developer's .env must not send test photos to a real provider. Tests that want a
+# provider start its fake (tests/fakes/), which sets the key and URL; everything else runs on the
+# embedded engines.
+REMOVEBG_API_KEY = ""
+DASHSCOPE_API_KEY = ""
+BACKGROUND_ENGINE = "auto"
+CROWD_ENGINE = "auto"
+# Abuse limits are off unless a test turns one on to test it: test clients upload far faster
+# than any visitor.
+UPLOADS_PER_MINUTE = 0
+UNLOCK_FAILURES_PER_MINUTE = 0

@@ -37,13 +37,6 @@ ALLOWED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-
-
 def a_job() -> store.Job:
     return store.create("cutout", "local", META, b"o" * 100)
 

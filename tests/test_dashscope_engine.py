@@ -14,7 +14,7 @@ from segmentation.engines import engine_for, engines_in_use
 from segmentation.engines.base import EngineError
 from segmentation.engines.dashscope import DashScopeCrowd
 from segmentation.images import accept_upload, encode_jpeg
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, street_scene  # noqa: F401
+from tests.fakes.dashscope import encode, street_scene
 
 
 def decoded(data: bytes) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from segmentation.engines.base import EngineError
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
+from tests.fakes.dashscope import erase_people
 
 UNAVAILABLE = "temporarily unavailable"
 BUSY = "busy right now"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from segmentation.images import accept_upload
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, encode, erase_people, street_scene  # noqa: F401
+from tests.fakes.dashscope import encode, erase_people, street_scene
 
 
 def sent_image(call) -> tuple[str, bytes]:

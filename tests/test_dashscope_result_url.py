@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import FakeDashScope, dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
+from tests.fakes.dashscope import FakeDashScope, erase_people
 
 ALIBABA = "https://dashscope-intl.aliyuncs.com/api/v1"
 

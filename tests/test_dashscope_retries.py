@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from segmentation.providers import dashscope as client
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps, erase_people  # noqa: F401
+from tests.fakes.dashscope import erase_people
 from tests.fakes.server import unused_port
 
 

@@ -15,13 +15,6 @@ from unlock.models import UnlockCode
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-
-
 def one_code(uses: int = 1) -> str:
     return issue(count=1, max_uses=uses, expires_at=None, label="test").displayed[0]
 

@@ -30,13 +30,6 @@ PRODUCTION_ENV = {
 }
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-
-
 def csp_of(response) -> dict[str, list[str]]:
     header = response["Content-Security-Policy"]
     directives = {}

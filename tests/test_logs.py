@@ -30,14 +30,6 @@ VISITOR = {"REMOTE_ADDR": "203.0.113.77", "HTTP_USER_AGENT": "Mozilla/5.0 (Secre
 FILENAME = "anna-karenina-at-the-station.jpg"
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-    settings.UNLOCK_FAILURES_PER_MINUTE = 0
-
-
 @pytest.fixture
 def console():
     """What the configured console handler really prints (with its filters and formatter)."""

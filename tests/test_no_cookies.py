@@ -17,12 +17,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 JUNK = {"sessionid": "abc", "csrftoken": "x" * 32, "django_language": "zh-hans", "tracking": "1"}
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-
-
 @pytest.fixture(params=[False, True], ids=["no-cookies", "junk-cookies"])
 def visitor(request, client):
     if request.param:

@@ -64,13 +64,6 @@ def camera_jpeg() -> bytes:
     return encode(portrait_scene(WIDTH, HEIGHT), "JPEG", quality=90, exif=exif.tobytes())
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-
-
 def scan_data(jpeg: bytes) -> bytes:
     """The entropy-coded pixel data: everything from the first start-of-scan marker on."""
     return jpeg[jpeg.index(b"\xff\xda") :]

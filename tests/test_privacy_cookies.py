@@ -22,14 +22,6 @@ METHODS = ["get", "head", "post", "put", "patch", "delete", "options"]
 META = {"media_type": "image/jpeg", "width": 400, "height": 300}
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-    settings.UNLOCK_FAILURES_PER_MINUTE = 0
-
-
 @pytest.fixture(params=[False, True], ids=["no-cookies", "junk-cookies"])
 def visitor(request) -> Client:
     client = Client(raise_request_exception=False)

@@ -86,7 +86,6 @@ def large_noisy_portrait() -> bytes:
 
 def _visit(client, photo: bytes, mode: str, code: str) -> dict:
     """One visitor, start to end, through the site's real views; returns what they got."""
-    from segmentation import store
     from tests.flow import token_of, upload, wait_ready, wait_unlocked
 
     statuses = {}

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 META = {"media_type": "image/jpeg", "width": 10, "height": 10}
 
 
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
-
-
 @pytest.fixture
 def small_store(settings):
     """A jobs cache of its own with room for only a few dozen entries."""

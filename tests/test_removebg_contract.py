@@ -10,7 +10,7 @@ from PIL import Image, ImageCms
 
 from segmentation.images import accept_upload
 from segmentation.providers import removebg
-from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.removebg import jpeg, portrait
 
 
 def decode(data: bytes) -> Image.Image:

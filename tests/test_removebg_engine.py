@@ -12,7 +12,7 @@ from segmentation.engines.base import Draft, Result
 from segmentation.engines.removebg import RemoveBgCutout
 from segmentation.images import PREVIEW_MAX_PIXELS, accept_upload
 from segmentation.providers import removebg
-from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.removebg import jpeg, portrait
 
 
 def decode(data: bytes) -> Image.Image:

@@ -10,7 +10,7 @@ from segmentation.engines.base import EngineError
 from segmentation.images import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import Timeouts
-from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.removebg import jpeg, portrait
 from tests.fakes.server import unused_port
 
 NO_PERSON = "We could not find a person in this photo"

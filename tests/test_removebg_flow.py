@@ -8,7 +8,7 @@ from PIL import Image
 
 from segmentation import store
 from segmentation.providers import removebg
-from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.removebg import jpeg, portrait
 from tests.flow import token_of, upload, wait_ready, wait_unlocked
 from unlock.issuing import issue
 from unlock.models import UnlockCode

@@ -9,7 +9,7 @@ import pytest
 from segmentation.images import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import RetryPolicy
-from tests.fakes.removebg import jpeg, portrait, removebg_fake, removebg_sleeps  # noqa: F401  (fixtures)
+from tests.fakes.removebg import jpeg, portrait
 from tests.fakes.server import unused_port
 
 

@@ -27,13 +27,13 @@ import requests
 from PIL import Image
 
 from tests.photos import encode, portrait_scene
+from tests.postgres import scratch_database
 from tests.test_redis_store import claimed_redis_db, free_port, private_redis, redis_keys
 
 pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = 20
-PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 STEP_HEADER = "X-Test-Step"
 ACCESS_LOG_FORMAT = "step=%({x-test-step}i)s pid=%(p)s status=%(s)s"
 BOOT_SECONDS = 60
@@ -214,19 +214,8 @@ def sqlite_file(tmp_path) -> str:
 
 @pytest.fixture
 def postgresql() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"test_portraitsite_scaleout_{os.getpid()}"
-    try:
-        admin = psycopg.connect(f"{PG_SERVER}/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable ({exc.__class__.__name__})")
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{PG_SERVER}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("scaleout") as database_url:
+        yield database_url
 
 
 # --- the tests ------------------------------------------------------------------------------------------

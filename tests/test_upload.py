@@ -1,7 +1,5 @@
 """POST /jobs/: every refusal is a readable page with the right status, and nothing is kept."""
 
-import io
-
 import numpy as np
 import pytest
 from django.core.cache import caches
@@ -12,13 +10,6 @@ from tests.flow import token_of, upload
 from tests.photos import encode, gradient, portrait_scene
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def local_engines(settings):
-    settings.BACKGROUND_ENGINE = "local"
-    settings.CROWD_ENGINE = "local"
-    settings.UPLOADS_PER_MINUTE = 0
 
 
 def noise_png(side: int) -> bytes:
