@@ -179,3 +179,15 @@ def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dash
     assert len(dashscope_fake.generation_calls) == 1
     assert len(dashscope_fake.downloads) == client.RETRY_POLICY.attempts
 
+
+
+def test_a_request_that_cannot_be_sent_is_not_called_billed_nor_repeated(dashscope_fake, dashscope_sleeps, settings):
+    settings.DASHSCOPE_API_KEY = "sk-s3cretDashScopeKey\n"
+
+    with pytest.raises(client.DashScopeError) as caught:
+        erase_people()
+
+    detail = caught.value.operator_detail
+    assert "InvalidHeader" in detail and "could not be sent" in detail and "billed" not in detail
+    assert "s3cretDashScopeKey" not in detail
+    assert dashscope_fake.generation_calls == [] and dashscope_sleeps == []

@@ -95,3 +95,16 @@ def test_upfront_pays_once_at_upload_and_unlocks_without_a_call(client, removebg
     assert wait_unlocked(token).unlocked
     assert sizes_requested(removebg_fake) == ["full"]
     assert Image.open(io.BytesIO(client.get(f"/jobs/{token}/download").content)).size == (1600, 1200)
+
+
+def test_a_key_that_cannot_be_sent_never_reaches_the_log(client, removebg_fake, settings, caplog):
+    # requests refuses a header value ending in a newline, and its message quotes the value.
+    settings.REMOVEBG_API_KEY = "s3cretRemoveBgKey\n"
+    token = token_of(upload(client, jpeg(portrait(800, 600))))
+    job = wait_ready(token)
+    assert job.state == store.FAILED and "temporarily unavailable" in job.error
+    logged = "\n".join(caplog.text.splitlines() + [r.getMessage() for r in caplog.records])
+    assert "Job failed" in logged and "InvalidHeader" in logged
+    assert "s3cretRemoveBgKey" not in logged
+    assert "charged" not in logged  # nothing was sent
+    assert removebg_fake.requests == []

@@ -117,3 +117,14 @@ def test_each_retry_sends_the_same_request(removebg_fake, photo):
 def test_backoff_ceiling_doubles_up_to_the_maximum():
     policy = RetryPolicy(base_delay=0.5, max_delay=4.0, jitter=lambda low, high: high)
     assert [policy.backoff(retry) for retry in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated(removebg_fake, removebg_sleeps, photo,
+                                                                            settings):
+    settings.REMOVEBG_API_KEY = "s3cretRemoveBgKey\n"
+    with pytest.raises(removebg.RemoveBgError) as caught:
+        removebg.cut_out(photo, "preview")
+    detail = caught.value.operator_detail
+    assert "InvalidHeader" in detail and "could not be sent" in detail and "charged" not in detail
+    assert "s3cretRemoveBgKey" not in detail and caught.value.__cause__ is None
+    assert removebg_fake.requests == [] and removebg_sleeps == []

@@ -349,6 +349,9 @@ def _transport_error(exc: requests.RequestException, read_timeout: float) -> Das
         )
     if http.never_sent(exc):
         return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
+    if http.not_sent(exc):
+        return DashScopeError(_unavailable_message(), f"DashScope not called (the request could not be sent): "
+                              f"{type(exc).__name__}", retryable=True)
     return DashScopeError(
         _unavailable_message(), f"DashScope connection lost mid-call (the call may be billed): {type(exc).__name__}",
         retryable=True,

@@ -166,6 +166,18 @@ def never_sent(exc: requests.RequestException) -> bool:
     return isinstance(cause, (NewConnectionError, ConnectTimeoutError))
 
 
+# Raised before anything reached the server: a request that could not be prepared (a header value
+# with a newline, a malformed URL) or a TLS handshake that failed.
+_NOT_SENT = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+             requests.exceptions.MissingSchema, requests.exceptions.SSLError)
+
+
+def not_sent(exc: requests.RequestException) -> bool:
+    """True when the server cannot have seen (nor billed) the request: `never_sent`, or one of the
+    failures above. Unlike `never_sent`, not a reason to retry: those fail the same way each time."""
+    return never_sent(exc) or isinstance(exc, _NOT_SENT)
+
+
 def is_read_timeout(exc: requests.RequestException) -> bool:
     # requests reports a timeout while reading the body as a ConnectionError wrapping urllib3's
     # ReadTimeoutError; it means the same as ReadTimeout: the server was working on our request.

@@ -25,7 +25,8 @@ from PIL import Image
 
 from segmentation.engines.base import EngineError
 from segmentation.images import WORKING_LONG_SIDE, Photo, fit_pixels
-from segmentation.providers.http import TRANSIENT_STATUSES, RetryPolicy, Timeouts, never_sent, new_session, send
+from segmentation.providers.http import (TRANSIENT_STATUSES, RetryPolicy, Timeouts, never_sent, new_session, not_sent,
+                                         send)
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +149,15 @@ def cut_out(photo: Photo, size: str) -> Cutout:
             files={"image_file": (f"photo.{extension}", upload, media_type)},
         )
     except requests.RequestException as exc:
-        what = "unreachable" if never_sent(exc) else "gave no answer (the call may have been charged)"
-        # The exception text names host and port only; never the key, which travels in a header.
-        raise RemoveBgError(
-            _unavailable_message(), f"remove.bg {what}: {type(exc).__name__}: {exc}", retryable=True
-        ) from exc
+        if never_sent(exc):
+            what = "unreachable"
+        elif not_sent(exc):
+            what = "not called (the request could not be sent)"
+        else:
+            what = "gave no answer (the call may have been charged)"
+        # Only the exception's type, and not chained: its text can quote a header value, i.e. the
+        # key (InvalidHeader, when the key ends in a newline), and this detail is logged.
+        raise RemoveBgError(_unavailable_message(), f"remove.bg {what}: {type(exc).__name__}", retryable=True) from None
 
     with response:
         if response.status_code != 200:
