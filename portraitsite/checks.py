@@ -3,7 +3,7 @@
 `manage.py check` (and so every start-up of runserver, and `check --deploy` in CI) fails loudly if
 a setting would put photos on disk, split the in-memory store across processes, or send photos to
 a provider without encryption. Where a promise depends on a server we do not configure (Redis),
-the check asks that server and warns.
+the check asks that server: one that writes to disk is an error, one that cannot be asked a warning.
 """
 
 from __future__ import annotations
@@ -209,9 +209,9 @@ def _redis_config(url: str) -> dict[str, str]:
 
 @register(Tags.caches)
 def check_redis_keeps_nothing_on_disk(app_configs, **kwargs):
-    """Redis with RDB snapshots or an append-only file writes every photo to disk. Managed Redis
-    services often refuse CONFIG; then the operator is told to check by hand (and may silence
-    portraitsite.W003 once they have)."""
+    """Redis with RDB snapshots or an append-only file writes every photo to disk: an error, which
+    stops start-up. Managed Redis services often refuse CONFIG; then the operator is told to check
+    by hand (a warning, which they may silence as portraitsite.W003 once they have)."""
     aliases_by_server: dict[str, list[str]] = {}
     for alias, config in settings.CACHES.items():
         if _backend_is(config["BACKEND"], (REDIS_CACHE,)):
@@ -232,12 +232,13 @@ def check_redis_keeps_nothing_on_disk(app_configs, **kwargs):
             )
             continue
         if redis_config.get("save", "").strip() or redis_config.get("appendonly") == "yes":
+            # An error, not a warning: the privacy page promises that photos never touch a disk.
             messages.append(
-                Warning(
+                Error(
                     f"{where} writes its data to disk (save {redis_config.get('save')!r}, "
                     f"appendonly {redis_config.get('appendonly')!r}).",
                     hint='Photos must stay in RAM: configure save "" and appendonly no.',
-                    id="portraitsite.W001",
+                    id="portraitsite.E006",
                 )
             )
         if redis_config.get("maxmemory-policy", "noeviction") != "noeviction":

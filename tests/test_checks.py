@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.cache.backends.filebased import FileBasedCache
-from django.core.checks import run_checks
+from django.core.checks import ERROR, WARNING, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
@@ -228,26 +228,27 @@ def redis_caches(settings, url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "options, warnings",
+    "options, expected",
     [
         (["--save", "", "--appendonly", "no"], []),
-        (["--save", "3600 1", "--appendonly", "no"], ["portraitsite.W001"]),
-        (["--save", "", "--appendonly", "yes"], ["portraitsite.W001"]),
-        (["--save", "", "--appendonly", "no", "--maxmemory-policy", "allkeys-lru"], ["portraitsite.W002"]),
+        (["--save", "3600 1", "--appendonly", "no"], [("portraitsite.E006", ERROR)]),
+        (["--save", "", "--appendonly", "yes"], [("portraitsite.E006", ERROR)]),
+        (["--save", "", "--appendonly", "no", "--maxmemory-policy", "allkeys-lru"], [("portraitsite.W002", WARNING)]),
     ],
     ids=["ram-only", "rdb-snapshots", "append-only-file", "evicting"],
 )
-def test_redis_that_writes_to_disk_or_evicts_is_warned_about(settings, redis_server, options, warnings):
+def test_redis_that_writes_to_disk_is_an_error_and_one_that_evicts_a_warning(settings, redis_server, options,
+                                                                             expected):
     redis_caches(settings, redis_server(*options))
     messages = checks.check_redis_keeps_nothing_on_disk(None)
-    assert ids(messages) == warnings
+    assert [(m.id, m.level) for m in messages] == expected
     assert all("'default', 'jobs'" in m.msg for m in messages), "one message per server, naming both caches"
 
 
 def test_a_redis_that_cannot_be_asked_is_a_warning_not_a_hang(settings):
     redis_caches(settings, f"redis://:secret-password@127.0.0.1:{free_port()}/0")  # nothing listens
     messages = checks.check_redis_keeps_nothing_on_disk(None)
-    assert ids(messages) == ["portraitsite.W003"]
+    assert [(m.id, m.level) for m in messages] == [("portraitsite.W003", WARNING)]
     assert "secret-password" not in messages[0].msg
 
 
