@@ -213,6 +213,25 @@ def test_redact_removes_tokens_codes_photo_bytes_and_signed_links_but_keeps_the_
     assert "check_one_process_for_a_local_store" in text and "https://result.example.com/x.png" in text
 
 
+@pytest.mark.parametrize("token", [
+    "pQzXvTrLmNbKjHgFdSaWeRtYuIoPlKjHgFdSaZxCvBn",  # no digit: about one token in 1,500
+    "Kx_qW-erTyuIopAsDfGhJkLzXcVbNm-_QwErTyUiOpA",
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ",
+    store.new_token(),
+])
+def test_a_bare_token_is_hidden_with_or_without_digits(token):
+    assert len(token) == 43
+    assert site_logging.redact(f"KeyError: 'job:1:{token}' not found") == "KeyError: 'job:1:…' not found"
+    assert site_logging.redact(f"token {token}") == "token …"
+
+
+def test_long_lower_case_words_and_digests_are_not_taken_for_tokens():
+    kept = ("test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated "
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 "
+            "CHECK_ONE_PROCESS_FOR_A_LOCAL_STORE_AND_NOTHING_ELSE")
+    assert site_logging.redact(kept) == kept
+
+
 def test_the_filter_scrubs_records_with_arguments():
     token = store.new_token()
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "Not Found: %s", (f"/jobs/{token}/",), None)
