@@ -37,7 +37,7 @@ def assert_nothing_secret_logged(caplog, fake) -> None:
         (400, "Arrearage", UNAVAILABLE, True, logging.ERROR),
         (403, "AccessDenied", UNAVAILABLE, True, logging.ERROR),
         (403, "AccessDenied.Unpurchased", UNAVAILABLE, True, logging.ERROR),
-        (400, "InvalidParameter", UNPROCESSABLE, False, logging.ERROR),
+        (400, "InvalidParameter", UNAVAILABLE, True, logging.ERROR),
         (400, "InvalidParameter.ImageFormat", UNPROCESSABLE, False, logging.WARNING),
         (400, "InvalidParameter.ImageContent", UNPROCESSABLE, False, logging.WARNING),
         (429, "Throttling", BUSY, True, logging.WARNING),
@@ -87,6 +87,8 @@ def test_an_unknown_model_is_an_operator_error(dashscope_fake, settings, caplog)
         error = failure()
 
     assert error.code == "InvalidParameter"
+    # Our request's fault, not the photo's: another photo would not help.
+    assert UNAVAILABLE in error.visitor_message and UNPROCESSABLE not in error.visitor_message
     assert "DASHSCOPE_MODEL" in " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
     assert dashscope_fake.generation_calls[0].json()["model"] == "qwen-image-edit-ultra"
 

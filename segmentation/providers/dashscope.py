@@ -452,8 +452,10 @@ def error_for(status: int, answer: dict) -> DashScopeError:
         logger.warning("%s", detail)
         return DashScopeError(_unprocessable_photo(), detail, code=code, status=status)
     if family == "InvalidParameter":
+        # Not about the photo (those codes are above): our request or DASHSCOPE_MODEL is wrong, and
+        # another photo would fail the same way until the operator fixes it.
         logger.error("%s — %s", detail, OPERATOR_ACTION["InvalidParameter"])
-        return DashScopeError(_unprocessable_photo(), detail, code=code, status=status)
+        return _unavailable(detail, code=code, status=status)
     if status >= 500 or family in ("InternalError", "ServiceUnavailable", "GatewayTimeout"):
         logger.warning("%s", detail)
         return _unavailable(detail, code=code, status=status)
