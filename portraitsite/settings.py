@@ -94,10 +94,11 @@ MIDDLEWARE = [
     "portraitsite.middleware.HeadersMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that answers early, so that refusals speak the language of their URL.
+    "django.middleware.locale.LocaleMiddleware",
     "portraitsite.middleware.RefuseCrossSitePostsMiddleware",
     # Session, auth and messages run only under ADMIN_URL: visitors never meet them.
     "portraitsite.middleware.AdminSessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "portraitsite.middleware.AdminAuthenticationMiddleware",
     "portraitsite.middleware.AdminMessageMiddleware",
@@ -176,10 +177,12 @@ JOB_QUEUE = _positive("JOB_QUEUE", 8, minimum=0)
 JOB_DEADLINE_SECONDS = _positive("JOB_DEADLINE_SECONDS", 600, minimum=5)
 
 # --- Engines -----------------------------------------------------------------------------------
-REMOVEBG_API_KEY = _setting(env.str, "REMOVEBG_API_KEY", default="")
+# Stripped: a key read from a secret file often ends in a newline, which requests would refuse
+# (and quote) as a header value.
+REMOVEBG_API_KEY = _setting(env.str, "REMOVEBG_API_KEY", default="").strip()
 REMOVEBG_API_URL = _setting(env.str, "REMOVEBG_API_URL", default="https://api.remove.bg/v1.0").rstrip("/")
 REMOVEBG_FULL_RESULT = _choice("REMOVEBG_FULL_RESULT", "on_unlock", ("on_unlock", "upfront"))
-DASHSCOPE_API_KEY = _setting(env.str, "DASHSCOPE_API_KEY", default="")
+DASHSCOPE_API_KEY = _setting(env.str, "DASHSCOPE_API_KEY", default="").strip()
 DASHSCOPE_API_URL = _setting(
     env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1"
 ).rstrip("/")

@@ -384,7 +384,7 @@ def encode_png(image: Image.Image) -> bytes:
 
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -457,7 +457,7 @@ def on_background(png: bytes, colour: str) -> bytes:
     """A cutout flattened onto a solid colour, as a JPEG (quality 95)."""
     with Image.open(io.BytesIO(png)) as im:
         im.load()
-        rgba = im.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, "#" + colour)
-    background.alpha_composite(rgba)
+        cutout = im if im.mode == "RGBA" else im.convert("RGBA")
+        background = Image.new("RGB", cutout.size, "#" + colour)
+        background.paste(cutout, mask=cutout.getchannel("A"))  # no RGBA copy of the background
     return encode_jpeg(background, quality=95)

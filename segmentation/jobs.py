@@ -114,40 +114,41 @@ def process(token: str, photo: Photo) -> None:
         if draft.carry is not None:
             store.put_blob(job, "carry", draft.carry)
         job.state, job.note = store.READY, draft.note
-        store.save(job)
+        store.save(job)  # a delete that raced with the writes above purges them here
     except EngineError as exc:
         logger.warning("Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message)
         _record_failure(token, exc.visitor_message)
     except Exception:
         logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)
         _record_failure(token, _("Something went wrong while processing this photo. Please try again."))
-    store.settle(token)
 
 
 def _record_failure(token: str, message: str) -> None:
     job = store.get(token)
     if job is not None and job.state == store.PROCESSING:
-        job.state, job.error = store.FAILED, message
-        store.save(job)
-        for name in ("preview", "before", "carry"):  # whatever was stored before the failure
-            store.delete_blob(job, name)
+        store.fail(job, message)
 
 
 @in_visitors_language
-def finish(token: str) -> None:
-    """Phase two: the full-resolution result. Confirms the reserved code or gives it back."""
+def finish(token: str, redemption: int) -> None:
+    """Phase two: the full-resolution result, paid for by `redemption` (a reserved use of a code).
+    Confirms it by delivering, or gives it back. The task acts only while the job is still waiting
+    for this very redemption: a deadline may have given it back meanwhile, and the visitor may have
+    unlocked again with another code."""
     job = store.get(token)
-    if job is None:
-        return  # expired or deleted; the store's deadline check cannot release for a vanished job
-    redemption = job.redemption
+    if not _waiting_for(job, redemption):
+        _give_back(token, redemption, "")
+        return
+    job.unlock_started_at = time.time()  # the deadline counts from here, not from the queue
+    store.save(job)
     try:
         original = store.get_blob(job, "original")
         if original is None:
             raise EngineError(_("This photo has expired. Please upload it again."), "original gone")
         result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_blob(job, "carry"))
         job = store.get(token)
-        if job is None or job.unlock != store.FINISHING:
-            _give_back(token, redemption, "")  # the job vanished before it could be delivered
+        if not _waiting_for(job, redemption):
+            _give_back(token, redemption, "")  # deleted, expired or timed out before delivery
             return
         store.put_blob(job, "result", result.data)
     except EngineError as exc:
@@ -163,17 +164,20 @@ def finish(token: str) -> None:
     job.unlock, job.unlock_error, job.redemption = store.UNLOCKED, "", None
     job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
     store.save(job)
-    store.settle(token)
 
 
-def _give_back(token: str, redemption: int | None, message: str) -> None:
-    """The full result could not be delivered: the code's use returns, the visitor is told."""
+def _waiting_for(job: store.Job | None, redemption: int) -> bool:
+    return job is not None and job.unlock == store.FINISHING and job.redemption == redemption
+
+
+def _give_back(token: str, redemption: int, message: str) -> None:
+    """The full result could not be delivered: the code's use returns, the visitor is told.
+    Releasing is idempotent, so a use the deadline already gave back is not given twice."""
     from unlock.redemption import release
 
-    if redemption is not None:
-        release(redemption)
+    release(redemption)
     job = store.get(token)
-    if job is not None and job.unlock == store.FINISHING:
+    if _waiting_for(job, redemption):
         job.unlock, job.redemption = store.LOCKED, None
         job.unlock_error = message + " " + _("Your code was not used; you can try again.")
         store.save(job)

@@ -147,10 +147,11 @@ def _enforce_deadline(job: Job) -> Job:
 
     deadline = settings.JOB_DEADLINE_SECONDS
     now = time.time()
-    if job.state == PROCESSING and job.started_at and now - job.started_at > deadline:
-        job.state, job.error = FAILED, _("Processing took too long and was stopped. Please try again.")
-        logger.warning("Job stuck in processing for over %ss; marked failed.", deadline)
-        save(job)
+    # A queued job whose process died (a restart, a redeploy) would otherwise wait forever.
+    stuck_since = job.started_at if job.state == PROCESSING else job.created_at if job.state == QUEUED else None
+    if stuck_since and now - stuck_since > deadline:
+        logger.warning("Job stuck %s for over %ss; marked failed.", job.state, deadline)
+        fail(job, _("Processing took too long and was stopped. Please try again."))
     elif job.unlock == FINISHING and job.unlock_started_at and now - job.unlock_started_at > deadline:
         from unlock.redemption import release
 
@@ -163,12 +164,26 @@ def _enforce_deadline(job: Job) -> Job:
     return job
 
 
+def fail(job: Job, message: str) -> None:
+    """Mark the job failed for the visitor to read, and let its images go now: a failed job keeps
+    its record until it expires, but no photo and no room in the budget. Deleting first also lets
+    the save succeed on a Redis that is at maxmemory."""
+    _cache().delete_many([_blob_key(job.token, name) for name in (*BLOBS, "reserved")])
+    job.state, job.error = FAILED, message
+    save(job)
+
+
 def save(job: Job) -> bool:
-    """Write the job record with its remaining lifetime; False if it has already expired."""
+    """Write the job record with its remaining lifetime. False if it has expired, or if the visitor
+    deleted it meanwhile: a delete that raced with a worker's or a view's writes still wins, and
+    whatever those wrote is purged again here."""
     remaining = job.expires_at - time.time()
     if remaining <= 0:
         return False
     _cache().set(job.token, asdict(job), timeout=remaining)
+    if _cache().get(_blob_key(job.token, "deleted")):
+        _purge(job.token)
+        return False
     return True
 
 
@@ -192,17 +207,15 @@ def delete_blob(job: Job, name: str) -> None:
 
 def delete(token: str) -> None:
     """Purge a job and all its images now. A tombstone outlives the purge so that a worker still
-    holding the job can tell, after its last write, that it must purge again (see settle())."""
+    holding the job finds out at its next save() and purges again."""
     if get(token) is None:
         return  # unknown or expired: nothing to purge, and no tombstone (they would pile up)
     _cache().set(_blob_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
+    _purge(token)
+
+
+def _purge(token: str) -> None:
     _cache().delete_many([token, _blob_key(token, "reserved"), *(_blob_key(token, name) for name in BLOBS)])
-
-
-def settle(token: str) -> None:
-    """Called by workers after writing: a delete that raced with those writes still wins."""
-    if _cache().get(_blob_key(token, "deleted")):
-        _cache().delete_many([token, *(_blob_key(token, name) for name in BLOBS)])
 
 
 def usage() -> tuple[int, int]:

@@ -6,7 +6,10 @@ unlock app. Every response about a job is `Cache-Control: no-store`: it is someb
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -36,7 +39,6 @@ def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "",
         "max_upload": images.human_bytes(settings.MAX_UPLOAD_BYTES),
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
-        "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
         "canonical_path": reverse("home"),  # also when answering a refused upload (POST /jobs/)
         "deleted": request.method == "GET" and request.GET.get("deleted") == "1",
     }
@@ -67,7 +69,10 @@ def create_job(request: HttpRequest) -> HttpResponse:
         return _home(request, form, status=400)
     upload = form.cleaned_data["image"]
     try:
-        photo = images.accept_upload(upload.read())
+        with decoding_slot() as free:
+            if not free:
+                return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
+            photo = images.accept_upload(upload.read())
     except images.ImageRejected as rejected:
         return _home(request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status)
     finally:
@@ -90,6 +95,30 @@ def create_job(request: HttpRequest) -> HttpResponse:
         logger.warning("Job pool full; upload refused.")
         return error_response(request, 503, "busy", retry_after=30)
     return see_other(reverse("job", args=[job.token]))
+
+
+# Decoding a whole photo inside a request (intake of anything but a plain JPEG, a download on a
+# coloured background) costs up to ~15 bytes per pixel: 0.5 GB at 37 MP. At most JOB_WORKERS of
+# them run at once per process, whatever the number of request threads; the rest wait a little,
+# then hear "busy".
+DECODING_WAIT_SECONDS = 20
+DECODING_RETRY_AFTER = 10
+
+
+@functools.cache
+def _decoding_slots() -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(settings.JOB_WORKERS)
+
+
+@contextlib.contextmanager
+def decoding_slot():
+    slots = _decoding_slots()
+    free = slots.acquire(timeout=DECODING_WAIT_SECONDS)
+    try:
+        yield free
+    finally:
+        if free:
+            slots.release()
 
 
 def _content_length(request: HttpRequest) -> int | None:
@@ -227,26 +256,44 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
     if not guard.add(guard_key, 1, timeout=30):
         return see_other(job_url)
     try:
+        job = _job_or_404(token)  # again, under the guard: another tab may have just unlocked it
+        if job.unlocked or job.unlock == store.FINISHING:
+            return see_other(job_url)
         try:
             redemption = redeem(form.cleaned_data["code"], tool=job.mode)
         except CodeRejected as rejected:
             limits.record_failure(request, token)
             return _job_page(request, job, unlock_error=rejected.message, status=rejected.status)
-        job = store.get(token)
-        if job is None:
-            release(redemption)
-            raise Http404("job expired during unlock")
-        job.unlock, job.redemption, job.unlock_error = store.FINISHING, redemption, ""
-        job.unlock_started_at = time.time()
-        store.save(job)
-        if not jobs.pool().submit(jobs.finish, token):
-            release(redemption)
-            job.unlock, job.redemption = store.LOCKED, None
-            store.save(job)
-            return error_response(request, 503, "busy", retry_after=30)
+        try:
+            started = _start_finishing(job, redemption)
+        except BaseException:
+            release(redemption)  # a store that refused the write must not cost the visitor their code
+            raise
     finally:
         guard.delete(guard_key)
+    if started is None:
+        raise Http404("job expired or deleted during unlock")
+    if not started:
+        return error_response(request, 503, "busy", retry_after=30)
     return see_other(job_url)
+
+
+def _start_finishing(job: store.Job, redemption: int) -> bool | None:
+    """Hand the reserved code's work to the pool: True when queued, False when the pool is full,
+    None when the job vanished meanwhile. Gives the use back unless the work was queued."""
+    from unlock.redemption import release
+
+    job.unlock, job.redemption, job.unlock_error = store.FINISHING, redemption, ""
+    job.unlock_started_at = time.time()
+    if not store.save(job):
+        release(redemption)
+        return None
+    if jobs.pool().submit(jobs.finish, job.token, redemption):
+        return True
+    release(redemption)
+    job.unlock, job.redemption = store.LOCKED, None
+    store.save(job)
+    return False
 
 
 @require_GET
@@ -264,7 +311,10 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     except ValueError:
         return error_response(request, 400, "bad_background")
     if colour is not None and media_type == "image/png" and job.mode == "cutout":
-        data, media_type = images.on_background(data, colour), "image/jpeg"
+        with decoding_slot() as free:
+            if not free:
+                return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
+            data, media_type = images.on_background(data, colour), "image/jpeg"
     extension = "png" if media_type == "image/png" else "jpg"
     name = f"{job.mode}-{job.result['width']}x{job.result['height']}.{extension}"
     response = _image_response(data, media_type)

@@ -208,3 +208,17 @@ class TestPages:
         token = token_of(upload(client, encode(portrait_scene(300, 200), "JPEG")))
         body = json.loads(client.get(f"/jobs/{token}/status").content)
         assert set(body) >= {"state", "error", "expires_in", "unlocked"}
+
+    def test_a_refusal_speaks_the_language_of_its_url(self, client):
+        client.get("/zh-hans/")  # the thread served Chinese last
+        english = client.post("/jobs/", {"mode": "cutout"}, HTTP_SEC_FETCH_SITE="cross-site")
+        assert english.status_code == 403 and '<html lang="en"' in english.content.decode()
+        chinese = client.post("/zh-hans/jobs/", {"mode": "cutout"}, HTTP_SEC_FETCH_SITE="cross-site")
+        assert '<html lang="zh-hans"' in chinese.content.decode()
+
+    def test_every_page_states_the_configured_lifetime(self, client, settings):
+        settings.JOB_TTL_SECONDS = 3601  # rounded up: never promise deletion sooner than it happens
+        token = token_of(upload(client, encode(portrait_scene(300, 200), "JPEG")))
+        for path in ("/", f"/jobs/{token}/", "/jobs/unknown/", "/privacy/"):
+            assert "deleted after 61 minutes" in client.get(path).content.decode(), path
+

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from segmentation import jobs, store
-from tests.flow import upload
+from segmentation import store
+from tests.flow import upload, wait_for_pool_idle
 from tests.photos import encode, portrait_scene
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -322,13 +322,6 @@ def _status(field: str) -> int:
     with open("/proc/self/status") as status:
         line = next(line for line in status if line.startswith(field + ":"))
     return int(line.split()[1]) * 1024
-
-
-def wait_for_pool_idle(timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while jobs.pool().in_flight and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert jobs.pool().in_flight == 0, "the worker pool did not drain"
 
 
 def test_the_corpus_is_large_and_varied():

@@ -1,0 +1,119 @@
+"""The paths where a paid-for code could be lost or spent twice, and where a job could get stuck."""
+
+import time
+from unittest import mock
+
+import pytest
+
+from segmentation import jobs, store
+from segmentation.engines.local import LocalCutout
+from tests.flow import token_of, upload, wait_ready
+from tests.photos import encode, gradient, portrait_scene
+from unlock.issuing import issue
+from unlock.models import Redemption, UnlockCode
+from unlock.redemption import redeem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def code(label: str = "race") -> str:
+    return issue(count=1, max_uses=1, expires_at=None, label=label).displayed[0]
+
+
+@pytest.fixture
+def ready_job(client) -> store.Job:
+    token = token_of(upload(client, encode(portrait_scene(400, 300))))
+    return wait_ready(token)
+
+
+def finishing(job: store.Job, redemption: int) -> store.Job:
+    """The state the unlock view leaves a job in before the pool picks up its task."""
+    job = store.get(job.token)
+    job.unlock, job.redemption, job.unlock_started_at = store.FINISHING, redemption, time.time()
+    store.save(job)
+    return job
+
+
+def uses(code_text: str) -> int:
+    from unlock import codes
+
+    return UnlockCode.objects.get(digest=codes.digest(codes.normalise(code_text))).used
+
+
+def test_a_job_deleted_before_its_task_starts_gives_the_code_back(ready_job):
+    paid = code()
+    finishing(ready_job, redeem(paid, tool="cutout"))
+    store.delete(ready_job.token)  # "Delete now" while the page says "Preparing…"
+    jobs.finish(ready_job.token, Redemption.objects.get().pk)
+    assert uses(paid) == 0 and not Redemption.objects.exists()
+
+
+def test_a_stale_task_neither_delivers_nor_spends_a_newer_code(ready_job, monkeypatch):
+    first, second = code("first"), code("second")
+    stale = redeem(first, tool="cutout")
+    finishing(ready_job, stale)
+    # The deadline passes while the task waits in the queue: the use is given back.
+    job = store.get(ready_job.token)
+    job.unlock_started_at -= 10 * 60 * 60
+    store.save(job)
+    assert store.get(ready_job.token).unlock == store.LOCKED and uses(first) == 0
+    # The visitor unlocks again, with another code.
+    current = redeem(second, tool="cutout")
+    finishing(ready_job, current)
+
+    calls = []
+    monkeypatch.setattr(LocalCutout, "finish", lambda self, photo, carry: calls.append(1))
+    jobs.finish(ready_job.token, stale)  # the first task finally runs
+    assert calls == [], "a stale task must not run the engine (or a billed provider call) again"
+    job = store.get(ready_job.token)
+    assert job.unlock == store.FINISHING and job.redemption == current
+    assert uses(first) == 0 and uses(second) == 1
+
+
+def test_a_store_that_refuses_the_unlock_write_gives_the_code_back(client, ready_job, monkeypatch):
+    paid = code()
+    real_save = store.save
+
+    def refusing(job):
+        if job.unlock == store.FINISHING:
+            raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
+        return real_save(job)
+
+    monkeypatch.setattr(store, "save", refusing)
+    client.raise_request_exception = False
+    response = client.post(f"/jobs/{ready_job.token}/unlock", {"code": paid})
+    assert response.status_code == 500
+    assert uses(paid) == 0
+
+
+def test_a_job_whose_process_died_while_queued_turns_failed(settings):
+    job = store.create("cutout", "local", {"media_type": "image/jpeg", "width": 10, "height": 10}, b"o")
+    with mock.patch("time.time", return_value=time.time() + settings.JOB_DEADLINE_SECONDS + 5):
+        stuck = store.get(job.token)
+    assert stuck.state == store.FAILED and "too long" in stuck.error
+
+
+def test_a_failed_job_lets_its_photo_go_at_once(client):
+    token = token_of(upload(client, encode(gradient(640, 480))))  # nobody in it: fails
+    job = wait_ready(token)
+    assert job.state == store.FAILED
+    assert all(store.get_blob(job, name) is None for name in store.BLOBS)
+    assert client.get(f"/jobs/{token}/").status_code == 200, "the reason stays readable"
+
+
+def test_whole_photo_decodes_in_requests_are_bounded(client, settings, monkeypatch):
+    """A flood of uploads (or coloured downloads) cannot decode more photos at once than there
+    are job workers: the others wait, then hear 503 with Retry-After."""
+    from segmentation import views
+
+    monkeypatch.setattr(views, "DECODING_WAIT_SECONDS", 0.01)
+    slots = views._decoding_slots()
+    taken = [slots.acquire(blocking=False) for _ in range(settings.JOB_WORKERS)]
+    assert all(taken)
+    try:
+        response = upload(client, encode(portrait_scene(300, 200)))
+        assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    finally:
+        for _ in taken:
+            slots.release()
+    assert upload(client, encode(portrait_scene(300, 200))).status_code == 303
