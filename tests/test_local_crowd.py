@@ -110,9 +110,19 @@ def test_nobody_else_gives_a_note_and_the_original_photo():
     result = engine.finish(photo, draft.carry)
 
     assert "no one" in draft.note
-    assert draft.carry is None
+    assert draft.carry == b""  # said explicitly: nothing to remove
     assert result.data == photo.upright_bytes()[0]
     assert (result.media_type, result.width, result.height) == ("image/jpeg", WIDTH, HEIGHT)
+
+
+def test_a_lost_carry_is_an_error_not_the_untouched_photo():
+    scene, _empty, _subject, _passer_by = crowd_scene("sky", (300, 1250, 450))
+    photo = accept_upload(encode(scene))
+
+    with pytest.raises(EngineError) as caught:
+        LocalCrowd().finish(photo, None)
+
+    assert "upload it again" in caught.value.visitor_message
 
 
 @pytest.mark.parametrize("kind", ["sky", "landscape", "colour fields"])

@@ -214,6 +214,11 @@ INPAINT_RADIUS = 5
 PATCH_MAX_MISMATCH = 40
 
 
+# The carry when start() found nobody to remove: said explicitly, so that a carry that went
+# missing (None) is an error and not a silent delivery of the untouched photo.
+NOTHING_TO_REMOVE = b""
+
+
 @dataclass
 class _Blob:
     label: int
@@ -238,6 +243,7 @@ class LocalCrowd(Engine):
         if not others:
             return Draft(
                 preview=working,
+                carry=NOTHING_TO_REMOVE,
                 note=_("We found no one to remove besides the main person, so your photo is unchanged."),
             )
         alpha = erase_alpha(labels, subject.label, others)
@@ -249,7 +255,9 @@ class LocalCrowd(Engine):
         return Draft(preview=preview, carry=_pack_patch(alpha, filled))
 
     def finish(self, photo: Photo, carry: bytes | None) -> Result:
-        if carry is None:  # nobody to remove: the download is the visitor's own photo
+        if carry is None:  # lost (expired, or never stored): never deliver the photo unchanged by mistake
+            raise EngineError(_("This photo has expired. Please upload it again."), "local crowd: no carry")
+        if carry == NOTHING_TO_REMOVE:  # the visitor was told: the download is their own photo
             data, media_type = photo.upright_bytes()
             return Result(data, media_type, photo.width, photo.height)
         working_size, box, alpha, fill = _unpack_patch(carry)
