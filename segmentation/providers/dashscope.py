@@ -6,8 +6,8 @@ files sit in a bucket for 48 h and cannot be deleted. The answer names a signed 
 Alibaba's storage (it lives 24 h; there is no delete call), which we fetch at once into memory.
 
 Each call costs money (about 0.2 CNY per output image), so a job never calls twice: we retry only
-what cannot have been billed — a connection that was never made, a 429 throttle, a 500/503/504
-(failed calls are not billed). A read timeout or a connection dropped after the request went out
+what cannot have been billed — a connection that was never made, a 429 throttle, a 500/503
+(failed calls are not billed; a 504 gateway timeout may hide a model that ran, so it is not). A read timeout or a connection dropped after the request went out
 may have produced (and billed) an image, so those end the job. The shared retry loop in
 `segmentation.providers.http` applies that rule (`RETRY_POLICY`); the result download, which costs
 nothing, may also repeat after a dropped connection.
@@ -79,10 +79,11 @@ SEED_LIMIT = 2**31 - 1
 # retry without paying twice, so it is generous.
 GENERATION_TIMEOUTS = http.Timeouts(connect=10.0, read=180.0)
 DOWNLOAD_TIMEOUTS = http.Timeouts(connect=10.0, read=60.0)
-# Only 500/503/504 are documented as transient (and failed calls are not billed); a 502 from a
-# gateway in front says nothing about whether the model ran.
+# 500 and 503 are transient and not billed: the model did not run. Not 504: a gateway that timed
+# out waiting is just where the model most likely did run (and billed), and neither is a 502 from
+# a gateway in front, which says nothing about whether it ran. The free result download retries all.
 RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, rate_limit_retries=2, retry_after_cap=20.0,
-                                retry_statuses=frozenset({500, 503, 504}), retry_sent_requests=False)
+                                retry_statuses=frozenset({500, 503}), retry_sent_requests=False)
 USER_AGENT = "portraitsite (+crowd removal)"
 
 
