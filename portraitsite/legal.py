@@ -5,6 +5,7 @@ Each statement on the pages is checked against the code in tests/test_legal_page
 depends on a setting is computed here, never written into the template."""
 
 import datetime
+import math
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -49,7 +50,8 @@ def facts() -> dict:
         "removebg_sent_again_on_unlock": uses_removebg and settings.REMOVEBG_FULL_RESULT == "on_unlock",
         "uses_dashscope": uses_dashscope,
         "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "") if uses_dashscope else None,
-        "ttl_minutes": settings.JOB_TTL_SECONDS // 60,
+        # Rounded up: the pages may promise deletion a little later than it happens, never sooner.
+        "ttl_minutes": math.ceil(settings.JOB_TTL_SECONDS / 60),
         # Only the per-connection limits look at the address (the per-photo one keys on the photo).
         "counts_per_connection": bool(settings.UPLOADS_PER_MINUTE or settings.UNLOCK_FAILURES_PER_MINUTE),
         "error_emails": bool(settings.ADMINS),

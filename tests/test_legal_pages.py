@@ -110,6 +110,12 @@ def test_retention_operator_contact_and_date_come_from_the_configuration(client,
     assert "deleted 60 minutes after upload" in terms and f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}" in terms
 
 
+def test_a_retention_of_part_minutes_is_rounded_up_never_promising_deletion_sooner(client, settings):
+    settings.JOB_TTL_SECONDS = 1799  # 29 minutes 59 seconds
+    assert "are deleted automatically 30 minutes after you upload" in text_of(client.get("/privacy/"))
+    assert "deleted 30 minutes after upload" in text_of(client.get("/terms/"))
+
+
 def test_the_terms_state_the_upload_limits_in_force(client, settings):
     settings.MAX_UPLOAD_BYTES = 12 * 1024 * 1024
     settings.MAX_IMAGE_PIXELS = 24_000_000
