@@ -86,6 +86,14 @@ def test_with_both_providers_both_are_named(client, removebg):
     removebg.DASHSCOPE_API_KEY = "key"
     page = text_of(client.get("/privacy/"))
     assert "remove.bg (Kaleido AI GmbH)" in page and "Alibaba Cloud DashScope" in page
+    assert "sent only to the following services, to each only when you use the tool it provides" in page
+    assert "following service," not in page
+
+
+def test_with_one_provider_the_service_is_singular(client, dashscope):
+    page = text_of(client.get("/privacy/"))
+    assert "sent only to the following service, and only when you use the tool it provides" in page
+    assert "following services" not in page
 
 
 def test_an_engine_chosen_explicitly_counts_like_one_chosen_by_key(client, local_only):
