@@ -117,3 +117,35 @@ def test_whole_photo_decodes_in_requests_are_bounded(client, settings, monkeypat
         for _ in taken:
             slots.release()
     assert upload(client, encode(portrait_scene(300, 200))).status_code == 303
+
+
+def test_a_use_reserved_by_a_process_that_died_goes_back_to_its_code(settings):
+    import datetime
+
+    from django.utils import timezone
+
+    paid, delivered = code("died"), code("delivered")
+    orphan = redeem(paid, tool="cutout")  # its job was in the memory of a process that is gone
+    done = redeem(delivered, tool="cutout")
+    from unlock.redemption import confirm
+
+    confirm(done)
+    long_ago = timezone.now() - datetime.timedelta(seconds=3 * settings.JOB_DEADLINE_SECONDS)
+    Redemption.objects.update(created_at=long_ago)
+    jobs.release_stale_uses()
+    assert uses(paid) == 0 and not Redemption.objects.filter(pk=orphan).exists()
+    assert uses(delivered) == 1 and Redemption.objects.get(pk=done).delivered
+
+
+def test_a_delivered_use_is_confirmed_and_cannot_be_given_back(client, ready_job):
+    from unlock.redemption import release
+
+    paid = code()
+    client.post(f"/jobs/{ready_job.token}/unlock", {"code": paid})
+    from tests.flow import wait_unlocked
+
+    assert wait_unlocked(ready_job.token).unlocked
+    redemption = Redemption.objects.get()
+    assert redemption.delivered
+    release(redemption.pk)  # a late, stale release
+    assert uses(paid) == 1

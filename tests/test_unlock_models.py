@@ -36,7 +36,7 @@ def test_str_shows_only_the_hint():
 
 
 def test_a_redemption_holds_nothing_personal():
-    assert {field.name for field in Redemption._meta.get_fields()} == {"id", "code", "created_at", "tool"}
+    assert {field.name for field in Redemption._meta.get_fields()} == {"id", "code", "created_at", "tool", "delivered"}
     batch = issue(1, max_uses=1, expires_at=None, label="")
     redemption = Redemption.objects.get(pk=redeem(codes.display(batch.codes[0]), "cutout"))
     assert redemption.tool == "cutout"

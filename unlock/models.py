@@ -122,6 +122,10 @@ class Redemption(models.Model):
     )
     created_at = models.DateTimeField(_("time"), default=timezone.now, editable=False)
     tool = models.CharField(_("tool"), max_length=10, choices=Tool.choices)
+    # False while the full-resolution result is being made. A use still undelivered long after
+    # the job deadline was reserved by a process that died (a restart, an OOM kill) with the job
+    # in its memory: unlock.redemption.release_stale gives it back.
+    delivered = models.BooleanField(_("delivered"), default=False)
 
     class Meta:
         verbose_name = _("redemption")

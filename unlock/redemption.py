@@ -73,6 +73,23 @@ def release(redemption_id: int) -> None:
     # Only the caller whose DELETE removed the row gives the use back, so concurrent or repeated
     # releases decrement once.
     with transaction.atomic():
-        deleted, _per_model = Redemption.objects.filter(pk=redemption_id).delete()
+        # A delivered use is spent for good: nothing late (a stale task, a sweep) can undo it.
+        deleted, _per_model = Redemption.objects.filter(pk=redemption_id, delivered=False).delete()
         if deleted:
             UnlockCode.objects.filter(pk=code_id, used__gt=0).update(used=F("used") - 1)
+
+
+def confirm(redemption_id: int) -> None:
+    """The result this use paid for exists: it is delivered and can no longer be given back."""
+    Redemption.objects.filter(pk=redemption_id).update(delivered=True)
+
+
+def release_stale(older_than: datetime.timedelta) -> int:
+    """Give back every use that was reserved long ago and never delivered: its job lived in the
+    memory of a process that is gone. Any process that still held it would have given it back at
+    the job deadline already, so `older_than` is at least that deadline."""
+    cutoff = timezone.now() - older_than
+    stale = list(Redemption.objects.filter(delivered=False, created_at__lt=cutoff).values_list("pk", flat=True))
+    for redemption_id in stale:
+        release(redemption_id)
+    return len(stale)
