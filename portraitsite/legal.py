@@ -52,8 +52,10 @@ def facts() -> dict:
         "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "") if uses_dashscope else None,
         # Rounded up: the pages may promise deletion a little later than it happens, never sooner.
         "ttl_minutes": math.ceil(settings.JOB_TTL_SECONDS / 60),
-        # Only the per-connection limits look at the address (the per-photo one keys on the photo).
-        "counts_per_connection": bool(settings.UPLOADS_PER_MINUTE or settings.UNLOCK_FAILURES_PER_MINUTE),
+        # Only the per-connection limits look at the address (the per-photo one keys on the photo);
+        # each is off at 0, and the page names only those that count.
+        "counts_uploads": settings.UPLOADS_PER_MINUTE > 0,
+        "counts_unlock_failures": settings.UNLOCK_FAILURES_PER_MINUTE > 0,
         "error_emails": bool(settings.ADMINS),
         "operator_name": settings.OPERATOR_NAME,
         "contact_email": settings.CONTACT_EMAIL,

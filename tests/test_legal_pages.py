@@ -131,11 +131,19 @@ def test_the_terms_state_the_upload_limits_in_force(client, settings):
     assert "Files may be JPEG, PNG or WebP, up to 12 MB." in terms and "up to 24 megapixels" in terms
 
 
-def test_abuse_limits_are_described_only_while_they_count(client, settings):
-    settings.UPLOADS_PER_MINUTE, settings.UNLOCK_FAILURES_PER_MINUTE = 10, 10
-    assert "keyed, one-way hash of your network address" in text_of(client.get("/privacy/"))
-    settings.UPLOADS_PER_MINUTE, settings.UNLOCK_FAILURES_PER_MINUTE = 0, 0
-    assert "network address, kept only in memory" not in text_of(client.get("/privacy/"))
+@pytest.mark.parametrize(
+    ("uploads", "failures", "counted"),
+    [(10, 10, "uploads and wrong unlock codes"), (10, 0, "uploads"), (0, 10, "wrong unlock codes"), (0, 0, None)],
+)
+def test_abuse_limits_describe_only_the_limits_that_count(client, settings, uploads, failures, counted):
+    settings.UPLOADS_PER_MINUTE, settings.UNLOCK_FAILURES_PER_MINUTE = uploads, failures
+    page = text_of(client.get("/privacy/"))
+    if counted is None:
+        assert "Abuse limits" not in page and "network address, kept only in memory" not in page
+        return
+    assert f"To stop abuse, we count {counted} per connection for a few minutes." in page
+    assert "keyed, one-way hash of your network address" in page
+    assert page.count("To stop abuse") == 1
 
 
 def test_error_reports_are_mentioned_only_when_they_are_sent(client, settings):
