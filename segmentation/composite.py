@@ -198,15 +198,10 @@ def full_resolution_result(photo: Photo, carry: bytes) -> Result:
     """The download for a crowd job: the composite at the photo's full size, JPEG quality 95, or
     PNG when the photo has transparency (which the composite keeps).
 
-    `carry` is what `pack` made at upload. A job started before carries were packed holds the
-    model's frame itself (a PNG): its changes are found again here.
+    `carry` is what `pack` made at upload.
     """
     original = photo.open()
-    if carry.startswith(PNG_SIGNATURE):
-        edited = decode_edited(carry)
-        changes = find_changes(original, edited)
-    else:
-        changes, edited = unpack(carry)
+    changes, edited = unpack(carry)
     image = apply_changes(original, edited, changes) if edited is not None else original
     logger.info(
         "Crowd composite %dx%d: %.1f%% of the frame taken from the model's output",
@@ -219,7 +214,6 @@ def full_resolution_result(photo: Photo, carry: bytes) -> Result:
 
 # --- What a job keeps between preview and download --------------------------------------------------
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CARRY_VERSION = 1
 # Model pixels kept around each changed region, beyond what the resampling reads: rounding only.
 CARRY_MARGIN = 2
