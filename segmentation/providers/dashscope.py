@@ -122,24 +122,15 @@ class DashScopeError(EngineError):
 
 
 def prompt() -> str:
-    """The instruction: DASHSCOPE_PROMPT, or the built-in one when that is empty."""
-    return _instruction("DASHSCOPE_PROMPT", DEFAULT_PROMPT, PROMPT_MAX_CHARS)
+    """The instruction: DASHSCOPE_PROMPT, or the built-in one when that is empty. Its length
+    (≤ PROMPT_MAX_CHARS) is checked once, by settings.py at start-up."""
+    return settings.DASHSCOPE_PROMPT or DEFAULT_PROMPT
 
 
 def negative_prompt() -> str:
-    """What the model must not produce: DASHSCOPE_NEGATIVE_PROMPT, or the built-in list."""
-    return _instruction("DASHSCOPE_NEGATIVE_PROMPT", DEFAULT_NEGATIVE_PROMPT, NEGATIVE_PROMPT_MAX_CHARS)
-
-
-def _instruction(name: str, default: str, limit: int) -> str:
-    value = getattr(settings, name) or default
-    if len(value) > limit:
-        # settings.py stops start-up on this; only a setting changed while running gets here. Cut
-        # short, the operator's text would silently mean something else, and DashScope would
-        # refuse it whole: fail before the (billed) call, naming the setting.
-        raise DashScopeError(_unavailable_message(),
-                             f"{name} is {len(value)} characters; DashScope takes at most {limit}")
-    return value
+    """What the model must not produce: DASHSCOPE_NEGATIVE_PROMPT, or the built-in list (≤
+    NEGATIVE_PROMPT_MAX_CHARS, checked at start-up)."""
+    return settings.DASHSCOPE_NEGATIVE_PROMPT or DEFAULT_NEGATIVE_PROMPT
 
 
 def input_size(width: int, height: int) -> tuple[int, int]:
