@@ -205,6 +205,26 @@ def test_the_label_filter_and_the_search(staff):
     assert hint in listed(staff, q=f"…-{hint.replace('0', 'O').replace('1', 'I')}")
 
 
+def test_a_label_search_does_not_match_hints_its_last_letters_spell(staff):
+    campaign = UnlockCode.objects.get(pk=issue(1, max_uses=1, expires_at=None, label="campaign").ids[0])
+    other = UnlockCode.objects.get(pk=issue(1, max_uses=1, expires_at=None, label="press").ids[0])
+    UnlockCode.objects.filter(pk=other.pk).update(hint="A1GN")  # "CAMPAIGN" read as a code ends in A1GN
+    UnlockCode.objects.filter(pk=campaign.pk).update(hint="7KQ2")
+    assert listed(staff, q="campaign") == {"7KQ2"}
+    assert listed(staff, q="summer campaign") == set()
+    # Written the way codes are, the same letters still find the hint.
+    assert listed(staff, q="…-a1gn") == {"A1GN"}
+    assert listed(staff, q="…-aIgn") == {"A1GN"}
+
+
+def test_a_whole_code_finds_its_row(staff):
+    batch = issue(2, max_uses=1, expires_at=None, label="fair")
+    code = batch.codes[0]
+    hint = UnlockCode.objects.get(pk=batch.ids[0]).hint
+    assert listed(staff, q=codes.display(code).lower()) == {hint}
+    assert listed(staff, q=code) == {hint}
+
+
 def test_deactivate_and_reactivate_actions(staff):
     rows = make_states()
     targets = [rows["active"].pk, rows["expired"].pk]

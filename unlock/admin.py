@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
 import secrets
 
 from django.contrib import admin, messages
@@ -38,6 +39,23 @@ MAX_PENDING_BATCHES = 20
 def _short(moment: datetime.datetime) -> str:
     # The short form keeps the list within the page next to the filters.
     return date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+
+
+# Runs of letters and digits: a code's groups, wherever an ellipsis, dashes or spaces split them.
+_GROUP = re.compile(r"[0-9A-Za-z]+")
+
+
+def _hint_in(search_term: str) -> str:
+    """The hint a search term names when it is written the way codes are: a hint or part of one
+    ("7kq2", "…-7KO2": O→0, I/L→1), groups of at most four ("ABCD-EFGH-JKMN-7KQ2"), or a whole
+    code without dashes. "" for anything else, such as a label: read as a code, "campaign" would
+    end in the hint A1GN."""
+    groups = [codes.normalise_fragment(group) for group in _GROUP.findall(search_term)]
+    if not groups or any(character not in codes.ALPHABET for group in groups for character in group):
+        return ""
+    grouped = all(len(group) <= codes.GROUP for group in groups)
+    whole = len(groups) == 1 and len(groups[0]) == codes.LENGTH
+    return "".join(groups)[-codes.HINT_LENGTH :] if grouped or whole else ""
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -106,8 +124,7 @@ class UnlockCodeAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        # "…-7kq2", "7KQ2" and "7KO2" all mean the hint 7KQ2 (O→0, I/L→1, dashes ignored).
-        fragment = codes.normalise_fragment(search_term.replace("…", ""))[-codes.HINT_LENGTH :]
+        fragment = _hint_in(search_term)
         if fragment and fragment != search_term:
             results = results | queryset.filter(hint__icontains=fragment)
         return results, may_have_duplicates
