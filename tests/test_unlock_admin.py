@@ -12,6 +12,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from unlock import codes
 from unlock.issuing import issue
@@ -137,9 +138,20 @@ def test_invalid_requests_show_the_form_again_and_create_nothing(staff, fields, 
 
 def test_a_date_makes_codes_valid_through_that_day(staff):
     day = timezone.localdate() + datetime.timedelta(days=5)
-    generate(staff, count=1, expires_on=day.isoformat())
+    page = generate(staff, count=1, expires_on=day.isoformat())
     expires = timezone.localtime(UnlockCode.objects.get().expires_at)
     assert expires == timezone.make_aware(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time()))
+    # Staff see the day they chose, not the next day's midnight it is stored as.
+    assert f"{date_format(day, 'DATE_FORMAT')}, inclusive" in page.text
+    assert date_format(day + datetime.timedelta(days=1), "DATE_FORMAT") not in page.text
+    assert {row[2] for row in csv_from(page)[1:]} == {day.isoformat()}
+
+
+def test_a_number_of_days_shows_and_exports_the_moment_of_expiry(staff):
+    page = generate(staff, count=1, expires_in_days=3)
+    expires = UnlockCode.objects.get().expires_at
+    assert "inclusive" not in page.text
+    assert {datetime.datetime.fromisoformat(row[2]) for row in csv_from(page)[1:]} == {expires}
 
 
 def test_generate_needs_staff_with_the_add_permission(client):

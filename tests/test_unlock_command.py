@@ -60,7 +60,10 @@ def test_csv_has_a_header_and_one_row_per_code():
     for code, uses, expires, label in rows[1:]:
         assert DISPLAYED.fullmatch(code)
         assert (uses, label) == ("4", "press")
-        assert datetime.datetime.fromisoformat(expires) == UnlockCode.objects.get(hint=code[-4:]).expires_at
+        # The last day the code works, as --expires took it (stored as the next midnight).
+        assert expires == day.isoformat()
+        stored = timezone.localtime(UnlockCode.objects.get(hint=code[-4:]).expires_at)
+        assert stored.date() == day + datetime.timedelta(days=1)
 
 
 @pytest.mark.parametrize(

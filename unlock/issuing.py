@@ -12,6 +12,7 @@ import io
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from unlock import codes
 from unlock.models import UnlockCode
@@ -33,12 +34,29 @@ class IssuedBatch:
     def displayed(self) -> list[str]:
         return [codes.display(code) for code in self.codes]
 
+    @property
+    def last_day(self) -> datetime.date | None:
+        """The last day the codes work when they expire at a midnight (site time), which is how a
+        date chosen by staff is stored (valid through that day, GenerateCodesForm.expires_at):
+        staff see the day they chose, not the next day's midnight. None otherwise."""
+        if self.expires_at is None:
+            return None
+        local = timezone.localtime(self.expires_at)
+        if local.time() != datetime.time(0):
+            return None
+        return local.date() - datetime.timedelta(days=1)
+
     def as_csv(self) -> str:
-        """code,uses,expires,label — one row per code, for a spreadsheet or a mail merge."""
+        """code,uses,expires,label — one row per code, for a spreadsheet or a mail merge. `expires`
+        is the last day (YYYY-MM-DD, inclusive, as issue_codes --expires takes it) for a date, the
+        moment (ISO 8601) for a number of days, empty for never."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["code", "uses", "expires", "label"])
-        expires = self.expires_at.isoformat() if self.expires_at else ""
+        if self.last_day is not None:
+            expires = self.last_day.isoformat()
+        else:
+            expires = self.expires_at.isoformat() if self.expires_at else ""
         for code in self.displayed:
             writer.writerow([code, self.max_uses, expires, _spreadsheet_safe(self.label)])
         return out.getvalue()
