@@ -191,9 +191,10 @@ def _within_input_limits(image: Image.Image, encoded_bytes: int) -> tuple[bytes,
     """The image re-encoded, and scaled down only as far as remove.bg's limits demand (a rebuilt
     PNG can pass our 20 MB upload cap and still be larger than remove.bg's 22 MB).
 
-    Each attempt is one fast encode, so the visitor waits about a second, not ten: a JPEG first
-    tries a lower quality at full size; a PNG, lossless, goes straight to the pixel count its
-    current size predicts (bytes grow about linearly with pixels)."""
+    Each attempt is one fast encode, so the visitor waits about a second, not ten: a JPEG is
+    first re-encoded at full size (quality 90, often below the original's own); a PNG, lossless,
+    goes straight to the pixel count its current size predicts (bytes grow about linearly with
+    pixels). Each further attempt scales the pixels down by as much as the last one overshot."""
     image = fit_pixels(image, MAX_INPUT_PIXELS)
     ratio = min(1.0, 0.95 * MAX_INPUT_BYTES / encoded_bytes) if image.mode == "RGBA" else 1.0
     for _attempt in range(4):
