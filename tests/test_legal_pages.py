@@ -195,11 +195,13 @@ def test_claim_the_network_address_itself_is_not_stored(client, settings):
     caches["default"].clear()
 
 
-def test_claim_a_used_code_records_only_the_time_and_the_tool():
+def test_claim_a_used_code_records_only_the_time_the_tool_and_the_delivery(client):
     from unlock.models import Redemption, UnlockCode
 
+    assert "we record the time, the tool and whether the result was delivered, nothing else" in text_of(
+        client.get("/privacy/"))
     fields = {field.name for field in Redemption._meta.concrete_fields}
-    assert fields == {"id", "code", "created_at", "tool"}, "nothing about the visitor, the photo or the job"
+    assert fields == {"id", "code", "created_at", "tool", "delivered"}, "nothing about the visitor, the photo or the job"
     assert "code" not in {field.name for field in UnlockCode._meta.concrete_fields}, "codes are kept as digests"
 
 
