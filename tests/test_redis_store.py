@@ -274,7 +274,7 @@ def test_the_local_redis_persists_nothing(local_redis, settings):
 
 def test_start_up_checks_pass_against_the_local_redis(local_redis):
     """`manage.py check`, as a deployment with CACHE_URL=redis://… runs it, finds nothing to say
-    about persistence or eviction (portraitsite.W001–W003)."""
+    about persistence or eviction (portraitsite.E006, W002, W003)."""
     import os
     import sys
 
