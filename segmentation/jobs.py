@@ -11,7 +11,6 @@ and any process can serve its pages, because all state lives in the store.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import threading
@@ -68,31 +67,14 @@ class Pool:
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()
-_stale_checked_at = 0.0
 
 
 def pool() -> Pool:
-    global _pool, _stale_checked_at
+    global _pool
     with _pool_lock:
         if _pool is None:
             _pool = Pool(settings.JOB_WORKERS, settings.JOB_QUEUE)
-        due = time.monotonic() - _stale_checked_at > settings.JOB_DEADLINE_SECONDS or not _stale_checked_at
-        if due:
-            _stale_checked_at = time.monotonic()
-    if due:
-        _pool.submit(release_stale_uses)
-    return _pool
-
-
-def release_stale_uses() -> None:
-    """Uses of codes reserved by a process that stopped before delivering (a restart, an OOM kill,
-    with the job in its memory) go back to their codes. Runs when a process first needs its pool,
-    and then at most once per JOB_DEADLINE_SECONDS."""
-    from unlock.redemption import release_stale
-
-    released = release_stale(datetime.timedelta(seconds=2 * settings.JOB_DEADLINE_SECONDS))
-    if released:
-        logger.warning("Gave back %s code uses reserved by a process that stopped before delivering.", released)
+        return _pool
 
 
 def _photo_of(job: store.Job, original: bytes) -> Photo:

@@ -6,6 +6,12 @@ full-resolution work it paid for failed, so a failure never costs the visitor th
 
 from __future__ import annotations
 
+import datetime
+import logging
+import threading
+import time
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -14,6 +20,8 @@ from django.utils.translation import gettext, gettext_lazy as _
 
 from unlock import codes
 from unlock.models import Redemption, State, UnlockCode
+
+logger = logging.getLogger(__name__)
 
 # reason → message for the visitor: what happened, and what to do about it.
 MESSAGES = {
@@ -38,6 +46,7 @@ class CodeRejected(Exception):
 
 def redeem(code: str, tool: str) -> int:
     """Reserve one use of `code` for `tool` and return the Redemption's id, or raise CodeRejected."""
+    _release_stale_now_and_then()
     if tool not in Redemption.Tool.values:
         raise ValueError(f"unknown tool {tool!r}")
     try:
@@ -93,3 +102,20 @@ def release_stale(older_than: datetime.timedelta) -> int:
     for redemption_id in stale:
         release(redemption_id)
     return len(stale)
+
+
+_stale_checked_at = 0.0
+_stale_lock = threading.Lock()
+
+
+def _release_stale_now_and_then() -> None:
+    """Before a redemption, at most once per JOB_DEADLINE_SECONDS in each process: a visitor whose
+    use was stranded by a restart gets it back by the time they try again."""
+    global _stale_checked_at
+    with _stale_lock:
+        if time.monotonic() - _stale_checked_at < settings.JOB_DEADLINE_SECONDS and _stale_checked_at:
+            return
+        _stale_checked_at = time.monotonic()
+    released = release_stale(datetime.timedelta(seconds=2 * settings.JOB_DEADLINE_SECONDS))
+    if released:
+        logger.warning("Gave back %s code uses reserved by a process that stopped before delivering.", released)
