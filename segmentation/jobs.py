@@ -11,12 +11,13 @@ and any process can serve its pages, because all state lives in the store.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -30,15 +31,35 @@ from segmentation.images import Photo
 logger = logging.getLogger(__name__)
 
 
+EXIT_GRACE_SECONDS = 20
+
+
 class Pool:
-    """A thread pool that refuses work instead of queueing without bound."""
+    """A fixed set of worker threads that refuses work instead of queueing without bound.
+
+    The threads are daemons: a process that stops does not wait for the jobs in flight. Their
+    photos live in this process's memory and go with it (on Redis, the deadline fails them), and a
+    code reserved for one is given back by unlock.redemption.release_stale.
+    """
 
     def __init__(self, workers: int, queue: int):
         self.capacity = workers + queue
         self._slots = threading.BoundedSemaphore(self.capacity)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._tasks: SimpleQueue = SimpleQueue()
         self._in_flight = 0
         self._count_lock = threading.Lock()
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"job-{number}", daemon=True).start()
+        # At exit, let running jobs end first (bounded): a daemon thread stopped inside OpenCV
+        # aborts the whole process instead of letting it exit cleanly.
+        atexit.register(self.drain, EXIT_GRACE_SECONDS)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no task is queued or running; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._in_flight
 
     def submit(self, task: Callable[..., None], *args) -> bool:
         """Run `task(*args)` in the pool; False (nothing started) when the pool and queue are full."""
@@ -46,19 +67,21 @@ class Pool:
             return False
         with self._count_lock:
             self._in_flight += 1
-        self._executor.submit(self._run, task, args)
+        self._tasks.put((task, args))
         return True
 
-    def _run(self, task: Callable[..., None], args: tuple) -> None:
-        try:
-            task(*args)
-        except Exception:
-            logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
-        finally:
-            close_old_connections()  # worker threads must not keep database connections open
-            with self._count_lock:
-                self._in_flight -= 1
-            self._slots.release()
+    def _work(self) -> None:
+        while True:
+            task, args = self._tasks.get()
+            try:
+                task(*args)
+            except Exception:
+                logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
+            finally:
+                close_old_connections()  # worker threads must not keep database connections open
+                with self._count_lock:
+                    self._in_flight -= 1
+                self._slots.release()
 
     @property
     def in_flight(self) -> int:

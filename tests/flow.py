@@ -44,7 +44,4 @@ def wait_for_pool_idle(timeout: float = 60) -> None:
     """Until no job of any earlier test is still running in this process's pool."""
     from segmentation import jobs
 
-    deadline = time.monotonic() + timeout
-    while jobs.pool().in_flight and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert jobs.pool().in_flight == 0, "the worker pool did not drain"
+    assert jobs.pool().drain(timeout), "the worker pool did not drain"

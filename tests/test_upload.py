@@ -6,7 +6,7 @@ from django.core.cache import caches
 from PIL import Image
 
 from segmentation import jobs, store
-from tests.flow import token_of, upload
+from tests.flow import token_of, upload, wait_for_pool_idle
 from tests.photos import encode, gradient, portrait_scene
 
 pytestmark = pytest.mark.django_db
@@ -81,6 +81,7 @@ def test_a_full_pool_answers_503_with_retry_after(client, monkeypatch):
 
 def test_a_full_store_answers_503_and_evicts_nobody(client, settings):
     first = token_of(upload(client, encode(portrait_scene(300, 200))))
+    wait_for_pool_idle()  # no job (ours or an earlier test's) may grow or shrink the store now
     used, _ = store.usage()
     settings.IMAGE_STORE_MAX_BYTES = used + 1000
     response = upload(client, encode(portrait_scene(300, 200)))
