@@ -2,10 +2,10 @@
 from what the code does. Change POLICY_UPDATED whenever the wording of the pages changes.
 
 Each statement on the pages is checked against the code in tests/test_legal_pages.py; a fact that
-depends on a setting is computed here, never written into the template."""
+depends on a setting is computed here (or, for the retention time every page states, in
+portraitsite.context_processors), never written into the template."""
 
 import datetime
-import math
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -51,7 +51,6 @@ def facts() -> dict:
         "uses_dashscope": uses_dashscope,
         "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "") if uses_dashscope else None,
         # Rounded up: the pages may promise deletion a little later than it happens, never sooner.
-        "ttl_minutes": math.ceil(settings.JOB_TTL_SECONDS / 60),
         # Only the per-connection limits look at the address (the per-photo one keys on the photo);
         # each is off at 0, and the page names only those that count.
         "counts_uploads": settings.UPLOADS_PER_MINUTE > 0,

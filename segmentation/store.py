@@ -168,7 +168,7 @@ def fail(job: Job, message: str) -> None:
     """Mark the job failed for the visitor to read, and let its images go now: a failed job keeps
     its record until it expires, but no photo and no room in the budget. Deleting first also lets
     the save succeed on a Redis that is at maxmemory."""
-    _cache().delete_many([_blob_key(job.token, name) for name in (*BLOBS, "reserved")])
+    _cache().delete_many(_image_keys(job.token))
     job.state, job.error = FAILED, message
     save(job)
 
@@ -215,7 +215,12 @@ def delete(token: str) -> None:
 
 
 def _purge(token: str) -> None:
-    _cache().delete_many([token, _blob_key(token, "reserved"), *(_blob_key(token, name) for name in BLOBS)])
+    _cache().delete_many([token, *_image_keys(token)])
+
+
+def _image_keys(token: str) -> list[str]:
+    """Every entry of a job but its record: the images and the admission's reservation."""
+    return [_blob_key(token, name) for name in (*BLOBS, "reserved")]
 
 
 def usage() -> tuple[int, int]:
