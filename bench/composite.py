@@ -66,8 +66,9 @@ def main() -> None:
         photo = accept_upload(upload)
         original = photo.open()
         frame_size = dashscope.output_size(photo.width, photo.height) or original.size
-        answer = encode(redraw(original, frame_size, erase=ERASED, colour_shift=2, blur=0.8, zoom=1.005), "PNG",
-                        compress_level=1)
+        answer = encode(
+            redraw(original, frame_size, erase=ERASED, colour_shift=2, blur=0.8, zoom=1.005), "PNG", compress_level=1
+        )
 
         # start: what DashScopeCrowd.start does besides waiting for the model.
         model_input = dashscope.model_input(photo)
@@ -94,34 +95,47 @@ def main() -> None:
         finish_s = median_time(lambda: engine.finish(photo, carry), runs)
 
         after_call_s = decode_frame_s + working_s + find_s + preview_s + pack_s
-        print(f"{megapixels} MP {photo.width}x{photo.height} (upload {mb(len(upload))}), model frame "
-              f"{frame.width}x{frame.height}, {changes.fraction * 100:.1f}% of it taken:")
-        print(f"  start, before the call: model input {ms(model_input_s)} "
-              f"({model_input.width}x{model_input.height}, {mb(len(model_input.data))})")
-        print(f"  start, after the call: {ms(after_call_s)} = decode frame {ms(decode_frame_s)} + working copy "
-              f"{ms(working_s)} + find changes {ms(find_s)} + preview {ms(preview_s)} + pack {ms(pack_s)}")
-        print(f"  carry: {len(carry) / 1e6:.3f} MB packed (the model's whole frame: {mb(len(answer))} as sent, "
-              f"{mb(len(encode(frame, 'PNG')))} at PNG's default level)")
-        print(f"  finish: {ms(finish_s)} (decode photo {ms(decode_photo_s)}, unpack {ms(unpack_s)}, apply "
-              f"{ms(apply_s)}, JPEG q95 {ms(encode_s)}); download {mb(len(download.data))}")
+        print(
+            f"{megapixels} MP {photo.width}x{photo.height} (upload {mb(len(upload))}), model frame "
+            f"{frame.width}x{frame.height}, {changes.fraction * 100:.1f}% of it taken:"
+        )
+        print(
+            f"  start, before the call: model input {ms(model_input_s)} "
+            f"({model_input.width}x{model_input.height}, {mb(len(model_input.data))})"
+        )
+        print(
+            f"  start, after the call: {ms(after_call_s)} = decode frame {ms(decode_frame_s)} + working copy "
+            f"{ms(working_s)} + find changes {ms(find_s)} + preview {ms(preview_s)} + pack {ms(pack_s)}"
+        )
+        print(
+            f"  carry: {len(carry) / 1e6:.3f} MB packed (the model's whole frame: {mb(len(answer))} as sent, "
+            f"{mb(len(encode(frame, 'PNG')))} at PNG's default level)"
+        )
+        print(
+            f"  finish: {ms(finish_s)} (decode photo {ms(decode_photo_s)}, unpack {ms(unpack_s)}, apply "
+            f"{ms(apply_s)}, JPEG q95 {ms(encode_s)}); download {mb(len(download.data))}"
+        )
         if arguments.save:
             save(f"{arguments.save}-{photo.width}x{photo.height}", original, result, frame, unpacked)
 
 
-def save(prefix: str, original: Image.Image, result: Image.Image, frame: Image.Image,
-         changes: composite.Changes) -> None:
+def save(
+    prefix: str, original: Image.Image, result: Image.Image, frame: Image.Image, changes: composite.Changes
+) -> None:
     """Before and after side by side, the mask, and the first erased region at full size (original,
     composite, model) where a seam would show."""
     small = (original.width * 900 // original.height, 900)
     Image.fromarray(np.hstack([np.asarray(original.resize(small)), np.asarray(result.resize(small))])).save(
-        f"{prefix}-before-after.png")
+        f"{prefix}-before-after.png"
+    )
     Image.fromarray((changes.alpha * 255).astype(np.uint8)).save(f"{prefix}-mask.png")
     _left, top, right, bottom = ERASED[0]
     width, height = original.size
     crop = (0, max(0, int(top * height) - 100), int(right * width) + 200, min(height, int(bottom * height) + 100))
     model = frame.resize(original.size)
     Image.fromarray(np.hstack([np.asarray(image.crop(crop)) for image in (original, result, model)])).save(
-        f"{prefix}-seam-original-composite-model.png")
+        f"{prefix}-seam-original-composite-model.png"
+    )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ def main() -> None:
         # the one without, chosen here through CACHE_URL's options as an operator could.
         parsers = [("", "Redis, 2 processes")]
         if importlib.util.find_spec("hiredis"):
-            parsers = [("", "Redis, 2 proc., hiredis"),
-                       ("?parser_class=redis._parsers._RESP2Parser", "Redis, 2 proc., no hiredis")]
+            parsers = [
+                ("", "Redis, 2 proc., hiredis"),
+                ("?parser_class=redis._parsers._RESP2Parser", "Redis, 2 proc., no hiredis"),
+            ]
         for options, label in parsers:
             with Site(workers=2, CACHE_URL=redis_url + options, UPLOADS_PER_MINUTE="0") as site:
                 measure(label, site, photo, arguments.runs, redis_url)

@@ -90,19 +90,23 @@ def child(mode: str, runs: int) -> None:
         began = time.perf_counter()
         result = engine.finish(photo, draft.carry)
         finishes.append(time.perf_counter() - began)
-    print(json.dumps({
-        "size": f"{photo.width}×{photo.height}",
-        "model_load": model_load,
-        "intake": statistics.median(intakes),
-        "start": statistics.median(starts),
-        "finish": statistics.median(finishes),
-        "encode": statistics.median(encode_seconds) if encode_seconds else 0.0,
-        "carry": len(draft.carry or b""),
-        "result": len(result.data),
-        "media_type": result.media_type,
-        "note": draft.note,
-        "peak_rss": rss_bytes(os.getpid(), "VmHWM"),
-    }))
+    print(
+        json.dumps(
+            {
+                "size": f"{photo.width}×{photo.height}",
+                "model_load": model_load,
+                "intake": statistics.median(intakes),
+                "start": statistics.median(starts),
+                "finish": statistics.median(finishes),
+                "encode": statistics.median(encode_seconds) if encode_seconds else 0.0,
+                "carry": len(draft.carry or b""),
+                "result": len(result.data),
+                "media_type": result.media_type,
+                "note": draft.note,
+                "peak_rss": rss_bytes(os.getpid(), "VmHWM"),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -121,21 +125,29 @@ def main() -> None:
     from bench.support import camera_jpeg, load_average, mb
 
     print(f"bench/engines.py, {args.runs} run(s) each, {load_average()}")
-    print(f"{'':14} {'photo':>11} {'start':>7} {'finish':>7} {'encode':>7} {'finish-enc':>10} "
-          f"{'carry':>8} {'result':>9} {'peak RSS':>9}")
+    print(
+        f"{'':14} {'photo':>11} {'start':>7} {'finish':>7} {'encode':>7} {'finish-enc':>10} "
+        f"{'carry':>8} {'result':>9} {'peak RSS':>9}"
+    )
     for megapixels in args.sizes:
         photos = {"cutout": camera_jpeg(megapixels), "crowd": crowd_jpeg(megapixels)}
         for mode, data in photos.items():
             done = subprocess.run(
                 [sys.executable, __file__, "--child", mode, "--runs", str(args.runs)],
-                input=data, capture_output=True, check=True,
+                input=data,
+                capture_output=True,
+                check=True,
             )
             m = json.loads(done.stdout)
             label = f"{mode} {megapixels:g} MP"
-            print(f"{label:14} {m['size']:>11} {m['start']:6.3f}s {m['finish']:6.3f}s {m['encode']:6.3f}s "
-                  f"{m['finish'] - m['encode']:9.3f}s {m['carry'] / 1e3:6.0f}kB {mb(m['result']):>9} "
-                  f"{mb(m['peak_rss']):>9}" + (f"  note: {m['note']}" if m["note"] else ""))
-    print(f"(intake and model load are not included above; model load ≈ {m['model_load'] * 1e3:.0f} ms once per thread)")
+            print(
+                f"{label:14} {m['size']:>11} {m['start']:6.3f}s {m['finish']:6.3f}s {m['encode']:6.3f}s "
+                f"{m['finish'] - m['encode']:9.3f}s {m['carry'] / 1e3:6.0f}kB {mb(m['result']):>9} "
+                f"{mb(m['peak_rss']):>9}" + (f"  note: {m['note']}" if m["note"] else "")
+            )
+    print(
+        f"(intake and model load are not included above; model load ≈ {m['model_load'] * 1e3:.0f} ms once per thread)"
+    )
     print(load_average())
 
 

@@ -94,8 +94,10 @@ def main() -> None:
         start = time.perf_counter()
         images._watermark_layer((577, 433), images.WATERMARK_TEXT)
         cold.append(time.perf_counter() - start)
-    print(f"# +preview reuses the watermark of its size; drawing one for a new size (once per size and "
-          f"process) adds {sorted(cold)[len(cold) // 2] * 1000:.0f} ms")
+    print(
+        f"# +preview reuses the watermark of its size; drawing one for a new size (once per size and "
+        f"process) adds {sorted(cold)[len(cold) // 2] * 1000:.0f} ms"
+    )
     print(f"# {load_average()}")
 
 

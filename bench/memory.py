@@ -95,8 +95,11 @@ def per_job_redis(photo: bytes, jobs: int) -> None:
     image_bytes = sum(images for _, images in finished) / jobs
     print(f"Redis, 2 processes: {jobs} finished jobs; images {mb(image_bytes)} a job")
     print(f"  MEMORY USAGE    {mb(sum(key_bytes) / jobs):>9} a job  {sum(key_bytes) / jobs / image_bytes:5.2f}×")
-    print(f"  used_memory     {mb((used_after - used_before) / jobs):>9} a job  "
-          f"{(used_after - used_before) / jobs / image_bytes:5.2f}×", flush=True)
+    print(
+        f"  used_memory     {mb((used_after - used_before) / jobs):>9} a job  "
+        f"{(used_after - used_before) / jobs / image_bytes:5.2f}×",
+        flush=True,
+    )
 
 
 def burst(photo: bytes, megapixels: float, uploads: int) -> None:
@@ -130,14 +133,20 @@ def burst(photo: bytes, megapixels: float, uploads: int) -> None:
         held = store_bytes(site, visitor)
         threads_per_worker = int(site.env.get("GUNICORN_THREADS", "8"))
     concurrent = min(threads_per_worker, uploads)
-    print(f"Burst: {uploads} uploads of {mb(len(photo))} ({megapixels:g} MP) at once, 1 process × "
-          f"{threads_per_worker} threads, job pool capacity {health['job_capacity']}")
-    print(f"  answers: {statuses.count(303)} accepted, {statuses.count(503)} refused (503, pool full), "
-          f"{len(statuses) - statuses.count(303) - statuses.count(503)} other")
-    print(f"  VmHWM {mb(baseline)} before, {mb(peak)} peak: +{mb(peak - baseline)}, of which the store holds "
-          f"{mb(held)} (budget {mb(health['store']['bytes_budget'])}); the rest is "
-          f"{mb((peak - baseline - held) / concurrent)} for each of {concurrent} requests in intake at once",
-          flush=True)
+    print(
+        f"Burst: {uploads} uploads of {mb(len(photo))} ({megapixels:g} MP) at once, 1 process × "
+        f"{threads_per_worker} threads, job pool capacity {health['job_capacity']}"
+    )
+    print(
+        f"  answers: {statuses.count(303)} accepted, {statuses.count(503)} refused (503, pool full), "
+        f"{len(statuses) - statuses.count(303) - statuses.count(503)} other"
+    )
+    print(
+        f"  VmHWM {mb(baseline)} before, {mb(peak)} peak: +{mb(peak - baseline)}, of which the store holds "
+        f"{mb(held)} (budget {mb(health['store']['bytes_budget'])}); the rest is "
+        f"{mb((peak - baseline - held) / concurrent)} for each of {concurrent} requests in intake at once",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -42,7 +42,10 @@ fake._server.serve_forever()
 def start_fake(module: str, cls: str) -> tuple[subprocess.Popen, str, str]:
     process = subprocess.Popen(
         [PYTHON, "-c", FAKE.format(module=module, cls=cls, seconds=SLOW_SECONDS)],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     base_url, key = process.stdout.readline().split()
     return process, base_url, key
@@ -106,9 +109,14 @@ def main() -> None:
     dashscope, dashscope_url, dashscope_key = start_fake("dashscope", "FakeDashScope")
     try:
         environment = dict(
-            BACKGROUND_ENGINE="removebg", REMOVEBG_API_URL=removebg_url, REMOVEBG_API_KEY=removebg_key,
-            CROWD_ENGINE="dashscope", DASHSCOPE_API_URL=dashscope_url, DASHSCOPE_API_KEY=dashscope_key,
-            JOB_WORKERS=str(SLOW_JOBS), UPLOADS_PER_MINUTE="0",
+            BACKGROUND_ENGINE="removebg",
+            REMOVEBG_API_URL=removebg_url,
+            REMOVEBG_API_KEY=removebg_key,
+            CROWD_ENGINE="dashscope",
+            DASHSCOPE_API_URL=dashscope_url,
+            DASHSCOPE_API_KEY=dashscope_key,
+            JOB_WORKERS=str(SLOW_JOBS),
+            UPLOADS_PER_MINUTE="0",
         )
         with Site(workers=1, **environment) as site:
             visitor = Visitor(site)
@@ -134,15 +142,21 @@ def main() -> None:
             fake.terminate()
             fake.wait(timeout=10)
     total = sum(len(values) for values in latencies.values())
-    print(f"slow jobs in flight: {before} before the load, {after} after it (states then: "
-          f"{', '.join(sorted(set(states)))}); {arguments.clients} keep-alive clients, {elapsed:.1f} s")
+    print(
+        f"slow jobs in flight: {before} before the load, {after} after it (states then: "
+        f"{', '.join(sorted(set(states)))}); {arguments.clients} keep-alive clients, {elapsed:.1f} s"
+    )
     print(f"{'endpoint':<10} {'requests':>8} {'p50':>8} {'p99':>8} {'max':>8}")
     for name, values in latencies.items():
-        print(f"{name:<10} {len(values):>8} {percentile(values, 0.5) * 1000:6.1f}ms "
-              f"{percentile(values, 0.99) * 1000:6.1f}ms {max(values) * 1000:6.1f}ms")
+        print(
+            f"{name:<10} {len(values):>8} {percentile(values, 0.5) * 1000:6.1f}ms "
+            f"{percentile(values, 0.99) * 1000:6.1f}ms {max(values) * 1000:6.1f}ms"
+        )
     every = [value for values in latencies.values() for value in values]
-    print(f"{'all':<10} {total:>8} {percentile(every, 0.5) * 1000:6.1f}ms {percentile(every, 0.99) * 1000:6.1f}ms "
-          f"{max(every) * 1000:6.1f}ms   {total / elapsed:.0f} requests/s, {len(errors)} errors")
+    print(
+        f"{'all':<10} {total:>8} {percentile(every, 0.5) * 1000:6.1f}ms {percentile(every, 0.99) * 1000:6.1f}ms "
+        f"{max(every) * 1000:6.1f}ms   {total / elapsed:.0f} requests/s, {len(errors)} errors"
+    )
     if errors:
         print("errors:", ", ".join(sorted(set(errors))[:10]))
     print(f"# {load_average()}")

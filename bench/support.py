@@ -126,8 +126,9 @@ class Site:
         self.process: subprocess.Popen | None = None
 
     def manage(self, *arguments: str) -> str:
-        done = subprocess.run([PYTHON, "manage.py", *arguments], cwd=ROOT, env=self.env, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [PYTHON, "manage.py", *arguments], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
+        )
         if done.returncode:
             raise RuntimeError(done.stderr[-2000:])
         return done.stdout
@@ -141,7 +142,11 @@ class Site:
         self.manage("migrate", "--noinput")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "portraitsite.wsgi"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         threading.Thread(target=self._read_log, daemon=True).start()
         deadline = time.monotonic() + 60
@@ -192,8 +197,13 @@ class Visitor:
         self.site = site
 
     def upload(self, photo: bytes, mode: str = "cutout"):
-        return self.requests.post(self.site.url + "/jobs/", files={"image": ("photo.jpg", photo, "image/jpeg")},
-                                  data={"mode": mode}, allow_redirects=False, timeout=120)
+        return self.requests.post(
+            self.site.url + "/jobs/",
+            files={"image": ("photo.jpg", photo, "image/jpeg")},
+            data={"mode": mode},
+            allow_redirects=False,
+            timeout=120,
+        )
 
     def token(self, photo: bytes, mode: str = "cutout") -> str:
         response = self.upload(photo, mode)
@@ -220,8 +230,9 @@ class Visitor:
         return status
 
     def unlock(self, token: str, code: str) -> dict:
-        response = self.requests.post(f"{self.site.url}/jobs/{token}/unlock", data={"code": code},
-                                      allow_redirects=False, timeout=30)
+        response = self.requests.post(
+            f"{self.site.url}/jobs/{token}/unlock", data={"code": code}, allow_redirects=False, timeout=30
+        )
         if response.status_code != 303:
             raise RuntimeError(f"unlock answered {response.status_code}")
         status = self.wait(token, lambda s: s["unlock"] != "finishing")
@@ -244,9 +255,25 @@ def private_redis(max_memory: str = "2gb") -> tuple[subprocess.Popen, str]:
         raise RuntimeError("redis-server is not installed")
     port = free_port()
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.gettempdir(), "--maxmemory", max_memory, "--maxmemory-policy", "noeviction"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tempfile.gettempdir(),
+            "--maxmemory",
+            max_memory,
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):

@@ -114,7 +114,8 @@ def check_one_process_for_a_local_store(app_configs, **kwargs):
     if not GUNICORN_CONF.is_file():
         return []
     local = [
-        alias for alias in (settings.JOB_CACHE_ALIAS, "default")
+        alias
+        for alias in (settings.JOB_CACHE_ALIAS, "default")
         if _backend_is(settings.CACHES[alias]["BACKEND"], PROCESS_LOCAL_CACHES)
     ]
     if not local:

@@ -21,8 +21,10 @@ MESSAGES = {
     ),
     "not_found": (
         _("Nothing here"),
-        _("This page does not exist. If it was a photo, it has expired or was deleted: photos are kept "
-          "for a short time only. You can upload it again."),
+        _(
+            "This page does not exist. If it was a photo, it has expired or was deleted: photos are kept "
+            "for a short time only. You can upload it again."
+        ),
     ),
     "forbidden": (_("Not allowed"), _("You are not allowed to do that.")),
     "too_large": (

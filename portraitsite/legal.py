@@ -49,7 +49,9 @@ def facts() -> dict:
         # Preview first: the photo goes to remove.bg at upload and once more on unlock.
         "removebg_sent_again_on_unlock": uses_removebg and settings.REMOVEBG_FULL_RESULT == "on_unlock",
         "uses_dashscope": uses_dashscope,
-        "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "") if uses_dashscope else None,
+        "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "")
+        if uses_dashscope
+        else None,
         # Rounded up: the pages may promise deletion a little later than it happens, never sooner.
         # Only the per-connection limits look at the address (the per-photo one keys on the photo);
         # each is off at 0, and the page names only those that count.

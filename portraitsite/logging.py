@@ -203,6 +203,10 @@ class GunicornLogger(GunicornBaseLogger):
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
         return {
-            key: "-" if key in _VISITOR_ATOMS or _VISITOR_ATOM.search(key) else redact(value) if isinstance(value, str) else value
+            key: "-"
+            if key in _VISITOR_ATOMS or _VISITOR_ATOM.search(key)
+            else redact(value)
+            if isinstance(value, str)
+            else value
             for key, value in atoms.items()
         }

@@ -128,10 +128,25 @@ class HeadersMiddleware:
     PERMISSIONS_POLICY = ", ".join(
         f"{feature}=()"
         for feature in (
-            "accelerometer", "autoplay", "browsing-topics", "camera", "display-capture",
-            "encrypted-media", "geolocation", "gyroscope", "hid", "idle-detection", "magnetometer",
-            "microphone", "midi", "payment", "publickey-credentials-get", "screen-wake-lock", "serial",
-            "usb", "xr-spatial-tracking",
+            "accelerometer",
+            "autoplay",
+            "browsing-topics",
+            "camera",
+            "display-capture",
+            "encrypted-media",
+            "geolocation",
+            "gyroscope",
+            "hid",
+            "idle-detection",
+            "magnetometer",
+            "microphone",
+            "midi",
+            "payment",
+            "publickey-credentials-get",
+            "screen-wake-lock",
+            "serial",
+            "usb",
+            "xr-spatial-tracking",
         )
     )
 

@@ -61,9 +61,7 @@ SECRET_KEY = _secret("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-p
 # SECRET_KEY (see unlock.codes); set it separately to rotate SECRET_KEY without voiding codes.
 UNLOCK_CODE_KEY = _setting(env.str, "UNLOCK_CODE_KEY", default="")
 
-ALLOWED_HOSTS = _setting(
-    env.list, "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
-)
+ALLOWED_HOSTS = _setting(env.list, "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is not set. Production mode (DEBUG off) needs it.")
 
@@ -183,9 +181,9 @@ REMOVEBG_API_KEY = _setting(env.str, "REMOVEBG_API_KEY", default="").strip()
 REMOVEBG_API_URL = _setting(env.str, "REMOVEBG_API_URL", default="https://api.remove.bg/v1.0").rstrip("/")
 REMOVEBG_FULL_RESULT = _choice("REMOVEBG_FULL_RESULT", "on_unlock", ("on_unlock", "upfront"))
 DASHSCOPE_API_KEY = _setting(env.str, "DASHSCOPE_API_KEY", default="").strip()
-DASHSCOPE_API_URL = _setting(
-    env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1"
-).rstrip("/")
+DASHSCOPE_API_URL = _setting(env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1").rstrip(
+    "/"
+)
 DASHSCOPE_MODEL = _setting(env.str, "DASHSCOPE_MODEL", default="qwen-image-edit-plus")
 
 
@@ -319,7 +317,10 @@ LOGGING = {
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "formatters": {
-        "plain": {"()": "portraitsite.logging.RedactingFormatter", "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {
+            "()": "portraitsite.logging.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},

@@ -178,7 +178,10 @@ def apply_changes(original: Image.Image, edited: Image.Image, changes: Changes) 
         alpha = cv2.warpAffine(changes.alpha, box_to_work[:2], size, flags=flags | cv2.INTER_LINEAR, borderValue=0)
         weight = np.rint(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint16)[..., None]
         patch = cv2.warpAffine(
-            model, (changes.to_edited @ box_to_work)[:2], size, flags=flags | cv2.INTER_CUBIC,
+            model,
+            (changes.to_edited @ box_to_work)[:2],
+            size,
+            flags=flags | cv2.INTER_CUBIC,
             borderMode=cv2.BORDER_REPLICATE,
         ).astype(np.float32)
         patch = np.clip(patch * changes.gain + changes.offset + 0.5, 0, 255).astype(np.uint16)
@@ -205,7 +208,9 @@ def full_resolution_result(photo: Photo, carry: bytes) -> Result:
     image = apply_changes(original, edited, changes) if edited is not None else original
     logger.info(
         "Crowd composite %dx%d: %.1f%% of the frame taken from the model's output",
-        photo.width, photo.height, changes.fraction * 100,
+        photo.width,
+        photo.height,
+        changes.fraction * 100,
     )
     if image.mode == "RGBA":
         return Result(encode_png(image), "image/png", image.width, image.height)
@@ -252,13 +257,21 @@ def unpack(data: bytes) -> tuple[Changes, Image.Image | None]:
                 raise ValueError(f"carry version {int(stored['version'][0])}")
             alpha = np.asarray(_png_image(stored["alpha"]), np.float32) / 255
             frame = _png_image(stored["frame"]).convert("RGB") if "frame" in stored.files else None
-            changes = Changes(alpha, stored["to_edited"], stored["gain"], stored["offset"],
-                              tuple(int(side) for side in stored["work_size"]))
+            changes = Changes(
+                alpha,
+                stored["to_edited"],
+                stored["gain"],
+                stored["offset"],
+                tuple(int(side) for side in stored["work_size"]),
+            )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise EngineError(_unusable_message(), f"crowd carry unreadable: {type(exc).__name__}: {exc}") from exc
     if alpha.shape != changes.work_size[::-1] or (changes.any and frame is None):
-        raise EngineError(_unusable_message(), f"crowd carry inconsistent: mask {alpha.shape} for "
-                                               f"{changes.work_size}, frame {'absent' if frame is None else 'kept'}")
+        raise EngineError(
+            _unusable_message(),
+            f"crowd carry inconsistent: mask {alpha.shape} for "
+            f"{changes.work_size}, frame {'absent' if frame is None else 'kept'}",
+        )
     return changes, frame
 
 
@@ -275,15 +288,19 @@ def _read_region(changes: Changes, frame_shape: tuple[int, int]) -> np.ndarray:
     regions = (changes.alpha > 0).astype(np.uint8)
     count, _labels, stats, _centroids = cv2.connectedComponentsWithStats(regions, connectivity=8)
     for x, y, w, h, _area in stats[1:count]:
-        corners = np.array([[x - 2, y - 2, 1], [x + w + 1, y - 2, 1], [x - 2, y + h + 1, 1],
-                            [x + w + 1, y + h + 1, 1]], float).T
+        corners = np.array(
+            [[x - 2, y - 2, 1], [x + w + 1, y - 2, 1], [x - 2, y + h + 1, 1], [x + w + 1, y + h + 1, 1]], float
+        ).T
         mapped = (changes.to_edited @ corners)[:2]
         reach = 2 + CARRY_MARGIN
-        left, right = (int(np.clip(v, 0, width - 1)) for v in (np.floor(mapped[0].min()) - reach,
-                                                                 np.ceil(mapped[0].max()) + reach))
-        top, bottom = (int(np.clip(v, 0, height - 1)) for v in (np.floor(mapped[1].min()) - reach,
-                                                                  np.ceil(mapped[1].max()) + reach))
-        keep[top:bottom + 1, left:right + 1] = 1
+        left, right = (
+            int(np.clip(v, 0, width - 1)) for v in (np.floor(mapped[0].min()) - reach, np.ceil(mapped[0].max()) + reach)
+        )
+        top, bottom = (
+            int(np.clip(v, 0, height - 1))
+            for v in (np.floor(mapped[1].min()) - reach, np.ceil(mapped[1].max()) + reach)
+        )
+        keep[top : bottom + 1, left : right + 1] = 1
     return keep
 
 
@@ -391,8 +408,13 @@ def _alignment(original: np.ndarray, model: np.ndarray) -> np.ndarray:
         return np.eye(3)  # under a quarter of a pixel anywhere: not worth resampling for
     # Features may cluster on one object (a plain scene has little else), which leaves the zoom
     # poorly determined: keep the estimate only if it really fits the frames better.
-    aligned = cv2.warpAffine(gray_model, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REPLICATE)
+    aligned = cv2.warpAffine(
+        gray_model,
+        warp,
+        (width, height),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     if _misfit(gray_original, aligned) >= _misfit(gray_original, gray_model):
         return np.eye(3)
     return matrix

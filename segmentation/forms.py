@@ -12,5 +12,8 @@ class UploadForm(forms.Form):
         error_messages={"required": _("Please choose a tool."), "invalid_choice": _("Please choose a tool.")},
     )
     image = forms.FileField(
-        error_messages={"required": _("Please choose a photo to upload."), "empty": _("The file is empty. Please choose a photo.")},
+        error_messages={
+            "required": _("Please choose a photo to upload."),
+            "empty": _("The file is empty. Please choose a photo."),
+        },
     )

@@ -88,7 +88,10 @@ class Photo:
         with Image.open(io.BytesIO(self.data)) as im:
             if im.format in ("JPEG", "MPO"):
                 scale = max(1, max(im.size) // max(long_side, 1))
-                im.draft(im.mode if im.mode in ("RGB", "L") else "RGB", (max(1, im.width // scale), max(1, im.height // scale)))
+                im.draft(
+                    im.mode if im.mode in ("RGB", "L") else "RGB",
+                    (max(1, im.width // scale), max(1, im.height // scale)),
+                )
             im.load()
             return _fit(_upright_rgb(im, self.orientation), long_side)
 
@@ -129,8 +132,10 @@ def accept_upload(data: bytes) -> Photo:
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError) as exc:
         # Pillow reports corrupt and truncated files through these; none of them is our bug.
         raise ImageRejected(
-            _("We could not read this file as a photo. It may be damaged or incomplete. "
-              "Please try another JPEG, PNG or WebP image.")
+            _(
+                "We could not read this file as a photo. It may be damaged or incomplete. "
+                "Please try another JPEG, PNG or WebP image."
+            )
         ) from exc
 
 
@@ -258,8 +263,10 @@ def _to_rgb_or_rgba(im: Image.Image) -> Image.Image:
         array = np.asarray(im.convert("I") if mode.startswith("I;16") else im, dtype=np.float64)
         peak = 65535.0 if mode.startswith("I;16") or array.max() > 255 else 255.0
         image = Image.fromarray((np.clip(array / peak, 0, 1) * 255 + 0.5).astype("uint8"), "L").convert("RGB")
-    elif mode in ("LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info) or (
-        mode in ("L", "RGB") and "transparency" in im.info
+    elif (
+        mode in ("LA", "PA", "La", "RGBa")
+        or (mode == "P" and "transparency" in im.info)
+        or (mode in ("L", "RGB") and "transparency" in im.info)
     ):
         image = im.convert("RGBA")
     elif mode == "CMYK":
@@ -431,8 +438,14 @@ def _watermark_layer(size: tuple[int, int], text: str) -> Image.Image:
     step = int(font_size * 2.2)
     for row, y in enumerate(range(0, diagonal, step)):
         offset = -(row % 2) * font_size * 2
-        draw.text((offset, y), line, font=font, fill=(255, 255, 255, 120), stroke_width=max(1, font_size // 14),
-                  stroke_fill=(0, 0, 0, 90))
+        draw.text(
+            (offset, y),
+            line,
+            font=font,
+            fill=(255, 255, 255, 120),
+            stroke_width=max(1, font_size // 14),
+            stroke_fill=(0, 0, 0, 90),
+        )
     tile = tile.rotate(30, resample=Image.Resampling.BICUBIC)
     left, top = (diagonal - width) // 2, (diagonal - height) // 2
     return tile.crop((left, top, left + width, top + height))

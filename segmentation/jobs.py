@@ -139,7 +139,9 @@ def process(token: str, photo: Photo) -> None:
         job.state, job.note = store.READY, draft.note
         store.save(job)  # a delete that raced with the writes above purges them here
     except EngineError as exc:
-        logger.warning("Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message)
+        logger.warning(
+            "Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message
+        )
         _record_failure(token, exc.visitor_message)
     except Exception:
         logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)

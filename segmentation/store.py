@@ -158,7 +158,9 @@ def _enforce_deadline(job: Job) -> Job:
         if job.redemption is not None:
             release(job.redemption)
         job.unlock, job.redemption = LOCKED, None
-        job.unlock_error = _("Preparing the full-resolution image took too long. Your code was not used; please try again.")
+        job.unlock_error = _(
+            "Preparing the full-resolution image took too long. Your code was not used; please try again."
+        )
         logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
         save(job)
     return job

@@ -32,6 +32,7 @@ from unlock.forms import UnlockForm
 
 logger = logging.getLogger(__name__)
 
+
 def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "", status: int = 200) -> HttpResponse:
     context = {
         "form": form or UploadForm(),
@@ -74,7 +75,9 @@ def create_job(request: HttpRequest) -> HttpResponse:
                 return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
             photo = images.accept_upload(upload.read())
     except images.ImageRejected as rejected:
-        return _home(request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status)
+        return _home(
+            request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status
+        )
     finally:
         upload.close()
     mode = form.cleaned_data["mode"]
@@ -174,7 +177,8 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
             ("red", _("Red"), _("Download JPEG, red background, %(w)s×%(h)s px") % size),
         ],
         # The page's script puts the chosen colour where "{colour}" stands.
-        "custom_download_label": _("Download JPEG, background %(colour)s, %(w)s×%(h)s px") % dict(size, colour="{colour}"),
+        "custom_download_label": _("Download JPEG, background %(colour)s, %(w)s×%(h)s px")
+        % dict(size, colour="{colour}"),
     }
     return render(request, "segmentation/job.html", context, status=status)
 
@@ -242,7 +246,9 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
     if job.unlocked or job.unlock == store.FINISHING:
         return see_other(job_url)  # already paid for: nothing more is consumed
     if job.state != store.READY:
-        return _job_page(request, job, unlock_error=_("The preview is not ready yet. Please wait a moment."), status=409)
+        return _job_page(
+            request, job, unlock_error=_("The preview is not ready yet. Please wait a moment."), status=409
+        )
     wait = limits.unlock_blocked(request, token)
     if wait is not None:
         return error_response(request, 429, "rate_limited", retry_after=wait)

@@ -36,6 +36,12 @@ def portrait_scene(width: int = 1200, height: int = 900, seed: int = 1) -> Image
 def gradient(width: int, height: int) -> Image.Image:
     x = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
     y = np.linspace(0, 255, height, dtype=np.uint8)[:, None]
-    rgb = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y, (height, width)),
-                    np.full((height, width), 128, np.uint8)], axis=-1)
+    rgb = np.stack(
+        [
+            np.broadcast_to(x, (height, width)),
+            np.broadcast_to(y, (height, width)),
+            np.full((height, width), 128, np.uint8),
+        ],
+        axis=-1,
+    )
     return Image.fromarray(rgb)

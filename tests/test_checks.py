@@ -63,8 +63,14 @@ def test_the_check_runs_with_every_manage_py_command(settings):
 @pytest.mark.parametrize(
     "handlers",
     [
-        ["django.core.files.uploadhandler.MemoryFileUploadHandler", "django.core.files.uploadhandler.TemporaryFileUploadHandler"],
-        ["segmentation.uploads.CappedMemoryUploadHandler", "django.core.files.uploadhandler.TemporaryFileUploadHandler"],
+        [
+            "django.core.files.uploadhandler.MemoryFileUploadHandler",
+            "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+        ],
+        [
+            "segmentation.uploads.CappedMemoryUploadHandler",
+            "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+        ],
         ["django.core.files.uploadhandler.TemporaryFileUploadHandler"],
         # Django's memory handler passes an oversized file on (or drops it): no hard cap.
         ["django.core.files.uploadhandler.MemoryFileUploadHandler"],
@@ -140,16 +146,30 @@ def test_a_broken_gunicorn_configuration_is_reported(settings, gunicorn_env, tmp
 
 @pytest.mark.parametrize(
     "environment, expected",
-    [({}, 1), ({"WEB_CONCURRENCY": "3"}, 1), ({"WEB_CONCURRENCY": "3", "CACHE_URL": "redis://127.0.0.1:6379/5"}, 3),
-     ({"GUNICORN_CMD_ARGS": "--workers 2"}, 2)],
+    [
+        ({}, 1),
+        ({"WEB_CONCURRENCY": "3"}, 1),
+        ({"WEB_CONCURRENCY": "3", "CACHE_URL": "redis://127.0.0.1:6379/5"}, 3),
+        ({"GUNICORN_CMD_ARGS": "--workers 2"}, 2),
+    ],
 )
 def test_the_check_counts_workers_as_gunicorn_itself_does(gunicorn_env, environment, expected):
     """Ask gunicorn (--print-config) what it would start, and compare with the check's answer."""
     env = {k: v for k, v in os.environ.items() if k not in ("CACHE_URL", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS")}
     env.update(environment, DEBUG="true", DJANGO_SETTINGS_MODULE="portraitsite.settings")
     printed = subprocess.run(
-        [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "--print-config", "portraitsite.wsgi"],
-        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            "gunicorn.conf.py",
+            "--print-config",
+            "portraitsite.wsgi",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     workers = [line for line in printed.stdout.splitlines() if line.replace(" ", "").startswith("workers=")]
     assert workers, printed.stdout + printed.stderr
@@ -204,7 +224,8 @@ def redis_server(tmp_path):
         port = free_port()
         process = subprocess.Popen(
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         started.append(process)
         deadline = time.monotonic() + 10
@@ -237,8 +258,7 @@ def redis_caches(settings, url: str) -> None:
     ],
     ids=["ram-only", "rdb-snapshots", "append-only-file", "evicting"],
 )
-def test_redis_that_writes_to_disk_is_an_error_and_one_that_evicts_a_warning(settings, redis_server, options,
-                                                                             expected):
+def test_redis_that_writes_to_disk_is_an_error_and_one_that_evicts_a_warning(settings, redis_server, options, expected):
     redis_caches(settings, redis_server(*options))
     messages = checks.check_redis_keeps_nothing_on_disk(None)
     assert [(m.id, m.level) for m in messages] == expected

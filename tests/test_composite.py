@@ -54,7 +54,7 @@ def test_only_pixels_near_the_erased_passers_by_differ_from_the_original():
     for passer_by in scene.passers_by:
         left, top, right, bottom = scene.pixels(passer_by)
         margin = 60  # dilation and feathering: about 2.5% of the long side
-        near_passers_by[max(0, top - margin):bottom + margin, max(0, left - margin):right + margin] = True
+        near_passers_by[max(0, top - margin) : bottom + margin, max(0, left - margin) : right + margin] = True
     assert changed.any()
     assert not (changed & ~near_passers_by).any()
 
@@ -68,7 +68,7 @@ def test_erased_passers_by_come_from_the_model_with_its_colour_drift_undone():
     for passer_by in scene.passers_by:
         inside = shrink(scene.pixels(passer_by), 20)
         model_inside = shrink(scene.pixels(passer_by, frame.size), 14)
-        fill = np.asarray(frame).astype(int)[model_inside[1]:model_inside[3], model_inside[0]:model_inside[2]]
+        fill = np.asarray(frame).astype(int)[model_inside[1] : model_inside[3], model_inside[0] : model_inside[2]]
         region = box_pixels(out, inside)
         # The dark figure is gone: the region holds the model's fill, shifted back by its drift.
         assert region.mean() > 120

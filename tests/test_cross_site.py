@@ -21,13 +21,19 @@ SAME_ORIGIN = {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_ORIGIN": "http://test
 REFUSED = {
     "sec-fetch-site cross-site": {"HTTP_SEC_FETCH_SITE": "cross-site"},
     "sec-fetch-site same-site": {"HTTP_SEC_FETCH_SITE": "same-site"},
-    "sec-fetch-site cross-site with our origin": {"HTTP_SEC_FETCH_SITE": "cross-site", "HTTP_ORIGIN": "http://testserver"},
+    "sec-fetch-site cross-site with our origin": {
+        "HTTP_SEC_FETCH_SITE": "cross-site",
+        "HTTP_ORIGIN": "http://testserver",
+    },
     "origin of another site": {"HTTP_ORIGIN": "https://evil.example"},
     "origin of a look-alike host": {"HTTP_ORIGIN": "http://testserver.evil.example"},
     "origin with another port": {"HTTP_ORIGIN": "http://testserver:8080"},
     "null origin (sandboxed frame)": {"HTTP_ORIGIN": "null"},
     "malformed origin": {"HTTP_ORIGIN": "http://[::1"},
-    "same-origin claim with a foreign origin": {"HTTP_SEC_FETCH_SITE": "same-origin", "HTTP_ORIGIN": "https://evil.example"},
+    "same-origin claim with a foreign origin": {
+        "HTTP_SEC_FETCH_SITE": "same-origin",
+        "HTTP_ORIGIN": "https://evil.example",
+    },
 }
 ALLOWED = {
     "same origin": SAME_ORIGIN,
@@ -97,6 +103,8 @@ def test_the_admin_keeps_django_csrf_instead(settings):
 
     # Not our refusal page: the admin's own CSRF protection answers (no token was sent).
     admin = Client(enforce_csrf_checks=True)
-    response = admin.post(f"/{settings.ADMIN_URL}login/", {"username": "a", "password": "b"}, HTTP_SEC_FETCH_SITE="cross-site")
+    response = admin.post(
+        f"/{settings.ADMIN_URL}login/", {"username": "a", "password": "b"}, HTTP_SEC_FETCH_SITE="cross-site"
+    )
     assert response.status_code == 403
     assert "can only be sent from this website" not in response.content.decode()

@@ -112,11 +112,15 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("carry", [
-    b"PK\x03\x04 not really a zip",
-    # The model's whole frame was never shipped as a carry, so it is not read as one.
-    png(street_scene(800, 600).image),
-], ids=["broken-zip", "whole-model-frame"])
+@pytest.mark.parametrize(
+    "carry",
+    [
+        b"PK\x03\x04 not really a zip",
+        # The model's whole frame was never shipped as a carry, so it is not read as one.
+        png(street_scene(800, 600).image),
+    ],
+    ids=["broken-zip", "whole-model-frame"],
+)
 def test_a_damaged_carry_fails_cleanly(carry):
     photo = accept_upload(encode(street_scene(800, 600).image))
 
@@ -218,8 +222,13 @@ def test_a_provider_error_reaches_the_job_as_an_engine_error(dashscope_fake):
 
 @pytest.mark.parametrize(
     ("setting", "key", "expected"),
-    [("auto", "sk-set", "dashscope"), ("auto", "", "local"), ("dashscope", "sk-set", "dashscope"),
-     ("local", "sk-set", "local"), ("local", "", "local")],
+    [
+        ("auto", "sk-set", "dashscope"),
+        ("auto", "", "local"),
+        ("dashscope", "sk-set", "dashscope"),
+        ("local", "sk-set", "local"),
+        ("local", "", "local"),
+    ],
 )
 def test_the_crowd_engine_follows_settings(settings, setting, key, expected):
     settings.CROWD_ENGINE = setting

@@ -80,11 +80,16 @@ def test_prompts_at_the_length_limits_are_sent_whole(dashscope_fake, settings):
 @pytest.mark.parametrize(("name", "limit"), [("DASHSCOPE_PROMPT", 800), ("DASHSCOPE_NEGATIVE_PROMPT", 500)])
 def test_a_prompt_too_long_stops_start_up_naming_the_variable(name, limit):
     # A fresh interpreter reads the settings module as start-up does, with the variable set.
-    environment = {**os.environ, "DEBUG": "true", name: "x" * (limit + 1),
-                   "DJANGO_SETTINGS_MODULE": "portraitsite.settings"}
+    environment = {
+        **os.environ,
+        "DEBUG": "true",
+        name: "x" * (limit + 1),
+        "DJANGO_SETTINGS_MODULE": "portraitsite.settings",
+    }
     check = "import django; django.setup()"
-    too_long = subprocess.run([sys.executable, "-c", check], env=environment, capture_output=True, text=True,
-                              cwd=settings_dir())
+    too_long = subprocess.run(
+        [sys.executable, "-c", check], env=environment, capture_output=True, text=True, cwd=settings_dir()
+    )
     assert too_long.returncode != 0
     assert "ImproperlyConfigured" in too_long.stderr and f"{name} is {limit + 1} characters" in too_long.stderr
 

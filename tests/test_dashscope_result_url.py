@@ -32,16 +32,18 @@ def test_an_http_result_url_is_fetched_when_the_api_is_plain_http(dashscope_fake
     assert len(dashscope_fake.downloads) == 1
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x.png", "//example.com/x.png", "x.png",
-                                 "https:///x.png"])
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/x.png", "//example.com/x.png", "x.png", "https:///x.png"]
+)
 def test_other_schemes_are_always_refused(url):
     with pytest.raises(client.DashScopeError):
         client.check_result_url(url, "http://127.0.0.1:8902/api/v1")
 
 
 def test_an_https_result_url_is_accepted():
-    client.check_result_url("https://dashscope-result-sgp.oss-ap-southeast-1.aliyuncs.com/x.png?Expires=1&Signature=s",
-                            ALIBABA)
+    client.check_result_url(
+        "https://dashscope-result-sgp.oss-ap-southeast-1.aliyuncs.com/x.png?Expires=1&Signature=s", ALIBABA
+    )
 
 
 def test_a_job_whose_answer_names_a_refused_url_downloads_nothing(dashscope_fake):

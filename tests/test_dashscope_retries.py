@@ -111,8 +111,9 @@ def test_a_wrong_key_is_not_repeated(dashscope_fake, dashscope_sleeps, settings)
     [lambda fake: fake.slow_next(5), lambda fake: fake.stall_next(5)],
     ids=["no-answer", "half-an-answer"],
 )
-def test_an_answer_too_slow_to_wait_for_is_not_asked_for_twice(dashscope_fake, dashscope_sleeps, monkeypatch,
-                                                                hold_back):
+def test_an_answer_too_slow_to_wait_for_is_not_asked_for_twice(
+    dashscope_fake, dashscope_sleeps, monkeypatch, hold_back
+):
     # The image may already be made (and billed) when we stop waiting.
     monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
     hold_back(dashscope_fake)
@@ -137,8 +138,7 @@ def test_a_connection_dropped_after_the_request_arrived_is_not_repeated(dashscop
     assert dashscope_sleeps == []
 
 
-def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps,
-                                                                             settings):
+def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps, settings):
     settings.DASHSCOPE_API_URL = f"http://127.0.0.1:{unused_port()}/api/v1"
 
     with pytest.raises(client.DashScopeError) as caught:
@@ -179,7 +179,6 @@ def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dash
     assert "fetch the result" in caught.value.visitor_message
     assert len(dashscope_fake.generation_calls) == 1
     assert len(dashscope_fake.downloads) == client.RETRY_POLICY.attempts
-
 
 
 def test_a_request_that_cannot_be_sent_is_not_called_billed_nor_repeated(dashscope_fake, dashscope_sleeps, settings):

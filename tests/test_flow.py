@@ -168,7 +168,6 @@ class TestUnlocking:
         assert wait_unlocked(ready_token).unlocked
         assert UnlockCode.objects.get().used == 1
 
-
     def test_a_store_that_refuses_the_result_gives_the_code_back_at_once(self, client, ready_token, monkeypatch):
         original_put = store.put_blob
 
@@ -221,4 +220,3 @@ class TestPages:
         token = token_of(upload(client, encode(portrait_scene(300, 200), "JPEG")))
         for path in ("/", f"/jobs/{token}/", "/jobs/unknown/", "/privacy/"):
             assert "deleted after 61 minutes" in client.get(path).content.decode(), path
-

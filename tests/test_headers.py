@@ -73,7 +73,10 @@ def assert_strict_csp(response) -> None:
     assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"]
     for directive, sources in csp.items():
         for source in sources:
-            assert source not in ("'unsafe-inline'", "'unsafe-eval'", "'unsafe-hashes'", "*", "http:", "https:"), (directive, source)
+            assert source not in ("'unsafe-inline'", "'unsafe-eval'", "'unsafe-hashes'", "*", "http:", "https:"), (
+                directive,
+                source,
+            )
             assert not source.startswith(("http://", "https://")), f"{directive} allows another origin: {source}"
     for directive in ("script-src", "style-src"):
         assert set(csp[directive]) <= {"'self'"} | {s for s in csp[directive] if s.startswith("'nonce-")}
@@ -83,7 +86,7 @@ def assert_page_lives_within_its_csp(response) -> None:
     """Everything the page loads is ours, inline code carries the response's nonce, and nothing
     the CSP would block (inline handlers, style attributes, javascript: URLs) is in the page."""
     csp = csp_of(response)
-    nonces = {s[len("'nonce-"):-1] for s in csp.get("script-src", []) if s.startswith("'nonce-")}
+    nonces = {s[len("'nonce-") : -1] for s in csp.get("script-src", []) if s.startswith("'nonce-")}
     page = Page(response.content.decode())
     for tag, attrs in page.tags:
         for name, value in attrs.items():
@@ -152,9 +155,14 @@ def test_nothing_about_a_photo_may_be_cached(client):
     unlock = client.post(f"/jobs/{a_ready_job(client)}/unlock", {"code": code})
     token = a_ready_job(client, unlocked=True)
     responses = [
-        client.get(f"/jobs/{token}/"), client.get(f"/jobs/{token}/status"), client.get(f"/jobs/{token}/preview"),
-        client.get(f"/jobs/{token}/before"), client.get(f"/jobs/{token}/download"),
-        client.get(f"/jobs/{token}/download?background=white"), unlock, client.get("/jobs/unknown/"),
+        client.get(f"/jobs/{token}/"),
+        client.get(f"/jobs/{token}/status"),
+        client.get(f"/jobs/{token}/preview"),
+        client.get(f"/jobs/{token}/before"),
+        client.get(f"/jobs/{token}/download"),
+        client.get(f"/jobs/{token}/download?background=white"),
+        unlock,
+        client.get("/jobs/unknown/"),
     ]
     for response in responses:
         assert response.status_code in (200, 303, 404)
@@ -170,16 +178,23 @@ def test_each_response_gets_its_own_nonce(admin_client, settings):
 def test_the_admin_works_within_the_csp(client, admin_client, settings):
     login = client.get(f"/{settings.ADMIN_URL}login/")
     assert login.status_code == 200 and 'name="password"' in login.content.decode()
-    pages = [login, admin_client.get(f"/{settings.ADMIN_URL}"), admin_client.get(f"/{settings.ADMIN_URL}unlock/unlockcode/"),
-             admin_client.get(f"/{settings.ADMIN_URL}unlock/unlockcode/generate/"),
-             admin_client.get(f"/{settings.ADMIN_URL}auth/user/add/")]
+    pages = [
+        login,
+        admin_client.get(f"/{settings.ADMIN_URL}"),
+        admin_client.get(f"/{settings.ADMIN_URL}unlock/unlockcode/"),
+        admin_client.get(f"/{settings.ADMIN_URL}unlock/unlockcode/generate/"),
+        admin_client.get(f"/{settings.ADMIN_URL}auth/user/add/"),
+    ]
     for page in pages:
         assert page.status_code == 200
         assert_strict_csp(page)
         assert_page_lives_within_its_csp(page)
     # Its scripts and stylesheets come from 'self' and are really there.
-    assets = {attrs.get("src") or attrs.get("href") for tag, attrs in Page(login.content.decode()).tags
-              if tag == "script" and attrs.get("src") or tag == "link" and "stylesheet" in (attrs.get("rel") or "")}
+    assets = {
+        attrs.get("src") or attrs.get("href")
+        for tag, attrs in Page(login.content.decode()).tags
+        if tag == "script" and attrs.get("src") or tag == "link" and "stylesheet" in (attrs.get("rel") or "")
+    }
     assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
     for asset in assets:
         assert asset.startswith(settings.STATIC_URL)
@@ -194,15 +209,26 @@ def test_the_admin_works_within_the_csp(client, admin_client, settings):
 def run_in_production(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DEBUG", "CACHE_URL", "DATABASE_URL"))}
     env.update(PRODUCTION_ENV, DJANGO_SETTINGS_MODULE="portraitsite.settings")
-    return subprocess.run([sys.executable, *args], cwd=django_settings.BASE_DIR, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, *args], cwd=django_settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def production_settings() -> dict:
-    names = ["SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE",
-             "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE", "SESSION_COOKIE_PATH", "DEBUG"]
-    script = ("import json; from django.conf import settings; import django; django.setup(); "
-              f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))")
+    names = [
+        "SECURE_HSTS_SECONDS",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        "SECURE_SSL_REDIRECT",
+        "SESSION_COOKIE_SECURE",
+        "SESSION_COOKIE_HTTPONLY",
+        "SESSION_COOKIE_SAMESITE",
+        "SESSION_COOKIE_PATH",
+        "DEBUG",
+    ]
+    script = (
+        "import json; from django.conf import settings; import django; django.setup(); "
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))"
+    )
     result = run_in_production("-c", script)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -229,7 +255,10 @@ def test_production_sends_hsts_and_secure_admin_cookies(client, settings):
     assert production["SECURE_HSTS_SECONDS"] >= 31536000 and production["SECURE_HSTS_INCLUDE_SUBDOMAINS"]
     assert production["SECURE_SSL_REDIRECT"] is True
     assert production["SESSION_COOKIE_SECURE"] and production["SESSION_COOKIE_HTTPONLY"]
-    assert production["SESSION_COOKIE_SAMESITE"] == "Strict" and production["SESSION_COOKIE_PATH"] == "/" + settings.ADMIN_URL
+    assert (
+        production["SESSION_COOKIE_SAMESITE"] == "Strict"
+        and production["SESSION_COOKIE_PATH"] == "/" + settings.ADMIN_URL
+    )
     for name in ("SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_SSL_REDIRECT"):
         setattr(settings, name, production[name])
     response = client.get("/", secure=True)

@@ -62,10 +62,17 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
 
 
-def raw_png(width: int, height: int, bit_depth: int, colour_type: int, rows: bytes, *, extra: bytes = b"", interlace: int = 0) -> bytes:
+def raw_png(
+    width: int, height: int, bit_depth: int, colour_type: int, rows: bytes, *, extra: bytes = b"", interlace: int = 0
+) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, interlace)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + extra
-            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + extra
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_chunks(data: bytes) -> list[tuple[int, int]]:
@@ -148,23 +155,50 @@ def corpus() -> list[Case]:
     add = lambda name, data, filename="photo.jpg": cases.append(Case(name, data, filename))  # noqa: E731
 
     # Empty, tiny and nothing-but-a-signature files.
-    for name, data in [("empty", b""), ("one zero byte", b"\x00"), ("one ff byte", b"\xff"), ("soi only", b"\xff\xd8"),
-                       ("soi and marker", b"\xff\xd8\xff"), ("soi eoi", b"\xff\xd8\xff\xd9"), ("png signature", png[:8]),
-                       ("png signature and ihdr", png[:33]), ("riff header", b"RIFF\x00\x00\x00\x00WEBP"),
-                       ("kilobyte of zeros", bytes(1024)), ("kilobyte of noise", rng.randbytes(1024)),
-                       ("text", b"just some text, honestly a photo"), ("spaces", b" " * 500)]:
+    for name, data in [
+        ("empty", b""),
+        ("one zero byte", b"\x00"),
+        ("one ff byte", b"\xff"),
+        ("soi only", b"\xff\xd8"),
+        ("soi and marker", b"\xff\xd8\xff"),
+        ("soi eoi", b"\xff\xd8\xff\xd9"),
+        ("png signature", png[:8]),
+        ("png signature and ihdr", png[:33]),
+        ("riff header", b"RIFF\x00\x00\x00\x00WEBP"),
+        ("kilobyte of zeros", bytes(1024)),
+        ("kilobyte of noise", rng.randbytes(1024)),
+        ("text", b"just some text, honestly a photo"),
+        ("spaces", b" " * 500),
+    ]:
         add(name, data)
 
     # Truncations of valid files, at fractions and right after the headers.
-    for label, data in [("jpeg", jpeg), ("progressive jpeg", progressive), ("png", png), ("png alpha", png_alpha),
-                        ("webp", webp), ("webp lossless", webp_lossless)]:
+    for label, data in [
+        ("jpeg", jpeg),
+        ("progressive jpeg", progressive),
+        ("png", png),
+        ("png alpha", png_alpha),
+        ("webp", webp),
+        ("webp lossless", webp_lossless),
+    ]:
         for fraction in (0.05, 0.2, 0.5, 0.8, 0.95, 0.99):
             add(f"{label} truncated at {fraction:.0%}", data[: int(len(data) * fraction)])
         add(f"{label} missing its last byte", data[:-1])
 
     # Wrong or strange names: the content decides, never the name.
-    for filename in ("photo.png", "photo.gif", "photo.txt", "photo.exe", "photo", ".jpg", "photo.jpg.html",
-                     "../../../etc/passwd.jpg", "a" * 250 + ".jpg", "фото 照片 📷.jpg", "photo\r\nX-Evil: 1.jpg"):
+    for filename in (
+        "photo.png",
+        "photo.gif",
+        "photo.txt",
+        "photo.exe",
+        "photo",
+        ".jpg",
+        "photo.jpg.html",
+        "../../../etc/passwd.jpg",
+        "a" * 250 + ".jpg",
+        "фото 照片 📷.jpg",
+        "photo\r\nX-Evil: 1.jpg",
+    ):
         add(f"jpeg named {filename[:30]!r}", jpeg, filename)
     add("png named .jpg", png)
     add("webp named .png", webp, "photo.png")
@@ -180,8 +214,12 @@ def corpus() -> list[Case]:
     add("zip containing a jpeg", zip_of("photo.jpg", jpeg))
     add("html with a jpeg after it", html + jpeg)
     add("pdf header then jpeg", b"%PDF-1.7\n" + jpeg)
-    add("svg with a jpeg inside", b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
-        b'<image href="data:image/jpeg;base64,AAAA"/></svg>', "photo.svg")
+    add(
+        "svg with a jpeg inside",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script>'
+        b'<image href="data:image/jpeg;base64,AAAA"/></svg>',
+        "photo.svg",
+    )
     add("xml prolog svg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>')
     add("jpeg with php appended", jpeg + b"<?php system($_GET['c']); ?>")
     add("jpeg with a megabyte of trailing garbage", jpeg + rng.randbytes(1024 * 1024))
@@ -189,9 +227,27 @@ def corpus() -> list[Case]:
 
     # Other formats, under a .jpg name.
     small = base.resize((48, 36))
-    for format, params in [("TIFF", {}), ("BMP", {}), ("GIF", {}), ("ICO", {}), ("PCX", {}), ("PPM", {}), ("TGA", {}),
-                           ("SGI", {}), ("QOI", {}), ("DDS", {}), ("MSP", {}), ("XBM", {}), ("EPS", {}),
-                           ("PDF", {}), ("JPEG2000", {}), ("AVIF", {}), ("ICNS", {}), ("BLP", {}), ("PALM", {})]:
+    for format, params in [
+        ("TIFF", {}),
+        ("BMP", {}),
+        ("GIF", {}),
+        ("ICO", {}),
+        ("PCX", {}),
+        ("PPM", {}),
+        ("TGA", {}),
+        ("SGI", {}),
+        ("QOI", {}),
+        ("DDS", {}),
+        ("MSP", {}),
+        ("XBM", {}),
+        ("EPS", {}),
+        ("PDF", {}),
+        ("JPEG2000", {}),
+        ("AVIF", {}),
+        ("ICNS", {}),
+        ("BLP", {}),
+        ("PALM", {}),
+    ]:
         image = small.convert({"MSP": "1", "XBM": "1", "PALM": "1", "BLP": "P"}.get(format, "RGB"))
         try:
             add(f"{format} renamed .jpg", encode(image, format, **params))
@@ -214,18 +270,32 @@ def corpus() -> list[Case]:
     add("jpeg declaring 0x0", jpeg_with_sof_size(jpeg, 0, 0))
     add("jpeg declaring 1x65500", jpeg_with_sof_size(jpeg, 1, 65500))
     vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + (16383 - 1).to_bytes(3, "little") * 2
-    add("webp canvas 16383x16383", b"RIFF" + struct.pack("<I", 4 + len(vp8x) + 8) + b"WEBP" + vp8x + b"VP8 \x00\x00\x00\x00")
+    add(
+        "webp canvas 16383x16383",
+        b"RIFF" + struct.pack("<I", 4 + len(vp8x) + 8) + b"WEBP" + vp8x + b"VP8 \x00\x00\x00\x00",
+    )
     add("png zeros just over the pixel limit", encode(Image.new("L", (2100, 2000)), "PNG", optimize=True))
     add("png zeros at 16 times the pixel limit", encode(Image.new("L", (8000, 8000)), "PNG", optimize=True))
     add("png zeros at the pixel limit", encode(Image.new("L", (2000, 2000)), "PNG", optimize=True))
-    add("png with a zTXt bomb", png[:33] + png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * 50_000_000, 9)) + png[33:])
-    add("png with an iCCP bomb", png[:33] + png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(30_000_000), 9)) + png[33:])
+    add(
+        "png with a zTXt bomb",
+        png[:33] + png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * 50_000_000, 9)) + png[33:],
+    )
+    add(
+        "png with an iCCP bomb",
+        png[:33] + png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(bytes(30_000_000), 9)) + png[33:],
+    )
     add("png with an IDAT bomb", raw_png(1000, 1000, 8, 2, bytes(50_000_000)))
 
     # Animated images and multi-frame files.
     # (Fresh frames for every file: Pillow leaves encoder settings on the frames it saved.)
-    for format, label in [("PNG", "animated png"), ("WEBP", "animated webp"), ("GIF", "animated gif"),
-                          ("MPO", "mpo (stereo jpeg)"), ("TIFF", "multi-page tiff")]:
+    for format, label in [
+        ("PNG", "animated png"),
+        ("WEBP", "animated webp"),
+        ("GIF", "animated gif"),
+        ("MPO", "mpo (stereo jpeg)"),
+        ("TIFF", "multi-page tiff"),
+    ]:
         frames = [scene(seed=i) for i in range(2 if format == "MPO" else 3)]
         add(label, encode(frames[0], format, save_all=True, append_images=frames[1:]))
 
@@ -247,17 +317,33 @@ def corpus() -> list[Case]:
     add("rgba png", png_alpha)
     add("rgba webp", encode(rgba, "WEBP"))
     add("lossless webp", webp_lossless)
-    add("interlaced png", raw_png(96, 72, 8, 2, b"".join(b"\x00" + bytes(np.asarray(base)[y]) for y in range(72)), interlace=1))
+    add(
+        "interlaced png",
+        raw_png(96, 72, 8, 2, b"".join(b"\x00" + bytes(np.asarray(base)[y]) for y in range(72)), interlace=1),
+    )
     add("progressive jpeg", progressive)
     add("jpeg 4:4:4", encode(base, "JPEG", subsampling=0))
     add("jpeg with restart markers", encode(base, "JPEG", restart_marker_blocks=1))
-    add("jpeg with an adobe rgb-like profile", encode(base, "JPEG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()))
+    add(
+        "jpeg with an adobe rgb-like profile",
+        encode(base, "JPEG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()),
+    )
     add("jpeg with a broken icc profile", encode(base, "JPEG", icc_profile=b"not a profile at all" * 10))
     add("png with gamma and chromaticity", png[:33] + png_chunk(b"gAMA", struct.pack(">I", 45455)) + png[33:])
 
     # Extreme sizes and shapes.
-    for width, height, format in [(1, 1, "JPEG"), (1, 1, "PNG"), (1, 1, "WEBP"), (2, 2, "JPEG"), (1, 10000, "PNG"),
-                                  (10000, 1, "JPEG"), (2, 5000, "JPEG"), (5000, 3, "WEBP"), (16383, 2, "WEBP"), (3, 3, "PNG")]:
+    for width, height, format in [
+        (1, 1, "JPEG"),
+        (1, 1, "PNG"),
+        (1, 1, "WEBP"),
+        (2, 2, "JPEG"),
+        (1, 10000, "PNG"),
+        (10000, 1, "JPEG"),
+        (2, 5000, "JPEG"),
+        (5000, 3, "WEBP"),
+        (16383, 2, "WEBP"),
+        (3, 3, "PNG"),
+    ]:
         add(f"{width}x{height} {format}", encode(Image.new("RGB", (width, height), (120, 80, 60)), format))
 
     # EXIF orientations, valid and not.
@@ -268,10 +354,25 @@ def corpus() -> list[Case]:
     add("png exif orientation 6", with_exif(base, 6, "PNG"))
     add("webp exif orientation 8", with_exif(base, 8, "WEBP"))
     exif_start = jpeg.find(b"\xff\xd9")  # after the image: nobody reads it
-    add("jpeg exif with an endless ifd", jpeg[:2] + b"\xff\xe1" + struct.pack(">H", 2 + 6 + 8 + 2) + b"Exif\x00\x00"
-        + b"II*\x00\x08\x00\x00\x00" + b"\xff\xff" + jpeg[2:])
-    add("jpeg exif pointing outside", jpeg[:2] + b"\xff\xe1" + struct.pack(">H", 2 + 6 + 8) + b"Exif\x00\x00"
-        + b"II*\x00\xff\xff\xff\x7f" + jpeg[2:exif_start + 2])
+    add(
+        "jpeg exif with an endless ifd",
+        jpeg[:2]
+        + b"\xff\xe1"
+        + struct.pack(">H", 2 + 6 + 8 + 2)
+        + b"Exif\x00\x00"
+        + b"II*\x00\x08\x00\x00\x00"
+        + b"\xff\xff"
+        + jpeg[2:],
+    )
+    add(
+        "jpeg exif pointing outside",
+        jpeg[:2]
+        + b"\xff\xe1"
+        + struct.pack(">H", 2 + 6 + 8)
+        + b"Exif\x00\x00"
+        + b"II*\x00\xff\xff\xff\x7f"
+        + jpeg[2 : exif_start + 2],
+    )
 
     # Seeded random mutations of valid JPEG, PNG and WebP files.
     bases = [("jpeg", jpeg, jpeg_segments), ("png", png, png_chunks), ("webp", webp, riff_chunks)]
@@ -354,7 +455,11 @@ def test_every_hostile_file_gets_a_clean_answer_in_bounded_memory(client, settin
             token = response["Location"].rstrip("/").rsplit("/", 1)[-1]
             accepted.append((case.name, token))
             job = _wait_done(token)
-            if job is None or job.state not in (store.READY, store.FAILED) or (job.state == store.FAILED and not job.error):
+            if (
+                job is None
+                or job.state not in (store.READY, store.FAILED)
+                or (job.state == store.FAILED and not job.error)
+            ):
                 problems.append(f"{case.name}: job ended as {job and (job.state, job.error)}")
         elif 400 <= status < 500:
             page = response.content.decode(errors="replace")

@@ -41,8 +41,9 @@ def default_language_afterwards():
 
 # --- Reading catalogues and sources -------------------------------------------------------------
 
+
 def _po_string(lines: list[str]) -> str:
-    return "".join(ast.literal_eval(line[line.index('"'):]) for line in lines)
+    return "".join(ast.literal_eval(line[line.index('"') :]) for line in lines)
 
 
 def read_po(path: Path = PO) -> dict:
@@ -126,6 +127,7 @@ def template_messages() -> dict:
 
 # --- The catalogue ----------------------------------------------------------------------------------
 
+
 def test_every_message_in_code_and_templates_is_translated_into_chinese():
     catalogue = read_po()
     messages = {**python_messages(), **template_messages()}
@@ -167,6 +169,7 @@ def test_chinese_translations_are_chinese():
 
 
 # --- Pages --------------------------------------------------------------------------------------------
+
 
 def han_share(html: str) -> float:
     text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S))
@@ -221,8 +224,15 @@ def test_no_offer_on_pages_already_in_a_chosen_language(client):
 
 @pytest.mark.parametrize(
     ("accept", "preferred"),
-    [("zh-CN", "zh-hans"), ("zh", "zh-hans"), ("zh-Hans-CN", "zh-hans"), ("fr-FR, zh;q=0.5", "zh-hans"),
-     ("en-GB,zh-CN;q=0.8", "en"), ("ja, de", None), ("", None)],
+    [
+        ("zh-CN", "zh-hans"),
+        ("zh", "zh-hans"),
+        ("zh-Hans-CN", "zh-hans"),
+        ("fr-FR, zh;q=0.5", "zh-hans"),
+        ("en-GB,zh-CN;q=0.8", "en"),
+        ("ja, de", None),
+        ("", None),
+    ],
 )
 def test_preferred_language_follows_the_order_of_preference(accept, preferred):
     assert preferred_language(accept) == preferred

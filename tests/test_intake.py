@@ -44,7 +44,9 @@ class TestAccepted:
         assert_no_metadata(photo)
         assert b"secret note" not in photo.data
         # Cut at the byte level, not re-encoded: the decoded pixels are identical.
-        assert np.array_equal(np.asarray(reopen(photo).convert("RGB")), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        assert np.array_equal(
+            np.asarray(reopen(photo).convert("RGB")), np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        )
 
     def test_exif_orientation_is_applied_on_decode(self):
         # A landscape-stored JPEG that says "rotate 90° clockwise to view": upright it is portrait.
@@ -64,7 +66,7 @@ class TestAccepted:
         assert_no_metadata(photo)
 
     def test_sixteen_bit_png_is_scaled_not_clipped(self):
-        ramp = (np.linspace(0, 65535, 256, dtype=np.uint16)[None, :] * np.ones((16, 1), np.uint16))
+        ramp = np.linspace(0, 65535, 256, dtype=np.uint16)[None, :] * np.ones((16, 1), np.uint16)
         photo = accept_upload(encode(Image.fromarray(ramp), "PNG"))
         pixels = np.asarray(photo.open())
         assert pixels.dtype == np.uint8 and pixels[0, 0, 0] == 0 and pixels[0, -1, 0] == 255
@@ -166,7 +168,12 @@ class TestRefused:
         def chunk(kind: bytes, body: bytes) -> bytes:
             return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-        bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+        bomb = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+            + chunk(b"IEND", b"")
+        )
         with pytest.raises(ImageRejected) as refused:
             accept_upload(bomb)
         assert "pixels" in refused.value.message

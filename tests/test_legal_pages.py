@@ -115,7 +115,10 @@ def test_retention_operator_contact_and_date_come_from_the_configuration(client,
     assert 'href="mailto:privacy@lumen.example"' in client.get("/privacy/").content.decode()
     assert f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}." in page
     terms = text_of(client.get("/terms/"))
-    assert "deleted 60 minutes after upload" in terms and f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}" in terms
+    assert (
+        "deleted 60 minutes after upload" in terms
+        and f"Last updated: {format_date(legal.POLICY_UPDATED, 'DATE_FORMAT')}" in terms
+    )
 
 
 def test_a_retention_of_part_minutes_is_rounded_up_never_promising_deletion_sooner(client, settings):
@@ -159,7 +162,9 @@ def test_the_cookie_and_tracking_statements_are_there(client):
     assert "This website sets no cookies for visitors" in page  # tests/test_privacy_cookies.py
     assert "no tracking scripts, analytics, advertising, or third-party fonts or scripts" in page  # test_headers.py
     assert "sets one session cookie for signed-in staff, limited to the administration pages" in page
-    assert "nor any processed image is ever written to disk, and none of them is logged" in page  # test_privacy_disk.py, test_logs.py
+    assert (
+        "nor any processed image is ever written to disk, and none of them is logged" in page
+    )  # test_privacy_disk.py, test_logs.py
     assert "erased within a minute" in page  # tests/test_privacy_expiry.py
 
 
@@ -199,9 +204,12 @@ def test_claim_a_used_code_records_only_the_time_the_tool_and_the_delivery(clien
     from unlock.models import Redemption, UnlockCode
 
     assert "we record the time, the tool and whether the result was delivered, nothing else" in text_of(
-        client.get("/privacy/"))
+        client.get("/privacy/")
+    )
     fields = {field.name for field in Redemption._meta.concrete_fields}
-    assert fields == {"id", "code", "created_at", "tool", "delivered"}, "nothing about the visitor, the photo or the job"
+    assert fields == {"id", "code", "created_at", "tool", "delivered"}, (
+        "nothing about the visitor, the photo or the job"
+    )
     assert "code" not in {field.name for field in UnlockCode._meta.concrete_fields}, "codes are kept as digests"
 
 

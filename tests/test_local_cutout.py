@@ -18,11 +18,42 @@ from segmentation.images import PREVIEW_MAX_PIXELS, accept_upload
 # hair, face, suit and arms down to the bottom edge. The helmet she holds at the lower right is
 # left out: it is an object, and the model, rightly, does not always count it as the person.
 ASTRONAUT_OUTLINE = [
-    (22, 511), (18, 440), (22, 360), (30, 300), (50, 255), (80, 228), (112, 210), (118, 190),
-    (135, 165), (165, 150), (180, 140), (172, 125), (160, 110), (154, 80), (160, 45), (180, 25),
-    (212, 14), (245, 16), (272, 28), (292, 48), (300, 78), (298, 108), (285, 132), (262, 158),
-    (290, 172), (302, 200), (305, 235), (330, 245), (350, 270), (360, 310), (362, 345), (335, 352),
-    (305, 372), (288, 405), (279, 450), (280, 511),
+    (22, 511),
+    (18, 440),
+    (22, 360),
+    (30, 300),
+    (50, 255),
+    (80, 228),
+    (112, 210),
+    (118, 190),
+    (135, 165),
+    (165, 150),
+    (180, 140),
+    (172, 125),
+    (160, 110),
+    (154, 80),
+    (160, 45),
+    (180, 25),
+    (212, 14),
+    (245, 16),
+    (272, 28),
+    (292, 48),
+    (300, 78),
+    (298, 108),
+    (285, 132),
+    (262, 158),
+    (290, 172),
+    (302, 200),
+    (305, 235),
+    (330, 245),
+    (350, 270),
+    (360, 310),
+    (362, 345),
+    (335, 352),
+    (305, 372),
+    (288, 405),
+    (279, 450),
+    (280, 511),
 ]
 
 
@@ -53,7 +84,9 @@ def background(kind: str, width: int, height: int, seed: int = 0) -> np.ndarray:
         scene = np.where(y > ridge, ground, sky) + rng.normal(0, 6, (height, width, 1))
     elif kind == "colour fields":  # large soft patches of random colour
         patches = rng.uniform(40, 220, (6, 8, 3)).astype(np.float32)
-        scene = cv2.resize(patches, (width, height), interpolation=cv2.INTER_CUBIC) + rng.normal(0, 8, (height, width, 3))
+        scene = cv2.resize(patches, (width, height), interpolation=cv2.INTER_CUBIC) + rng.normal(
+            0, 8, (height, width, 3)
+        )
     elif kind == "bricks":  # a wall: regular mortar lines and noisy bricks
         scene = np.empty((height, width, 3), np.float32)
         scene[:] = (150, 70, 50)

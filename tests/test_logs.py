@@ -169,8 +169,10 @@ def test_an_error_email_about_a_crash_during_unlock_has_no_code_or_token(crashin
     monkeypatch.setattr("unlock.redemption.redeem", broken_redeem)
     typed = code.lower().replace("-", " ")
     response = crashing_client.post(
-        f"/jobs/{token}/unlock?from=/jobs/{token}/", {"code": typed},
-        HTTP_REFERER=f"https://portraits.example.com/jobs/{token}/", **VISITOR,
+        f"/jobs/{token}/unlock?from=/jobs/{token}/",
+        {"code": typed},
+        HTTP_REFERER=f"https://portraits.example.com/jobs/{token}/",
+        **VISITOR,
     )
     assert response.status_code == 500
     assert len(mail.outbox) == 1
@@ -213,12 +215,15 @@ def test_redact_removes_tokens_codes_photo_bytes_and_signed_links_but_keeps_the_
     assert "check_one_process_for_a_local_store" in text and "https://result.example.com/x.png" in text
 
 
-@pytest.mark.parametrize("token", [
-    "pQzXvTrLmNbKjHgFdSaWeRtYuIoPlKjHgFdSaZxCvBn",  # no digit: about one token in 1,500
-    "Kx_qW-erTyuIopAsDfGhJkLzXcVbNm-_QwErTyUiOpA",
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ",
-    store.new_token(),
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "pQzXvTrLmNbKjHgFdSaWeRtYuIoPlKjHgFdSaZxCvBn",  # no digit: about one token in 1,500
+        "Kx_qW-erTyuIopAsDfGhJkLzXcVbNm-_QwErTyUiOpA",
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ",
+        store.new_token(),
+    ],
+)
 def test_a_bare_token_is_hidden_with_or_without_digits(token):
     assert len(token) == 43
     assert site_logging.redact(f"KeyError: 'job:1:{token}' not found") == "KeyError: 'job:1:…' not found"
@@ -226,9 +231,11 @@ def test_a_bare_token_is_hidden_with_or_without_digits(token):
 
 
 def test_long_lower_case_words_and_digests_are_not_taken_for_tokens():
-    kept = ("test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated "
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 "
-            "CHECK_ONE_PROCESS_FOR_A_LOCAL_STORE_AND_NOTHING_ELSE")
+    kept = (
+        "test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated "
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 "
+        "CHECK_ONE_PROCESS_FOR_A_LOCAL_STORE_AND_NOTHING_ELSE"
+    )
     assert site_logging.redact(kept) == kept
 
 
@@ -243,7 +250,9 @@ def test_the_filter_scrubs_records_with_arguments():
 
 
 def gunicorn_conf():
-    spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", Path(settings.BASE_DIR) / "gunicorn.conf.py")
+    spec = importlib.util.spec_from_file_location(
+        "gunicorn_conf_under_test", Path(settings.BASE_DIR) / "gunicorn.conf.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -263,10 +272,14 @@ def a_request_for_a_job(token: str):
         "HTTP_USER_AGENT": VISITOR["HTTP_USER_AGENT"],
         "HTTP_X_FORWARDED_FOR": "198.51.100.23",
     }
-    request = SimpleNamespace(headers=[
-        ("REFERER", environ["HTTP_REFERER"]), ("USER-AGENT", environ["HTTP_USER_AGENT"]),
-        ("X-FORWARDED-FOR", "198.51.100.23"), ("COOKIE", "tracking=1"),
-    ])
+    request = SimpleNamespace(
+        headers=[
+            ("REFERER", environ["HTTP_REFERER"]),
+            ("USER-AGENT", environ["HTTP_USER_AGENT"]),
+            ("X-FORWARDED-FOR", "198.51.100.23"),
+            ("COOKIE", "tracking=1"),
+        ]
+    )
     response = SimpleNamespace(status="303 See Other", sent=0, headers=[("Location", f"/jobs/{token}/")])
     return response, request, environ
 
@@ -306,7 +319,9 @@ def test_gunicorn_error_log_names_neither_the_uri_nor_the_client():
         raise OSError(f"reset while reading /jobs/{token}/preview")
     except OSError:
         logger.exception("Error handling request %s %s", "GET", f"/jobs/{token}/preview")
-    logger.warning(f"Invalid request from ip={VISITOR['REMOTE_ADDR']}: Invalid HTTP request line: 'GET /jobs/{token}/ HTTP/1.1'")
+    logger.warning(
+        f"Invalid request from ip={VISITOR['REMOTE_ADDR']}: Invalid HTTP request line: 'GET /jobs/{token}/ HTTP/1.1'"
+    )
     logged = stream.getvalue()
     assert "Error handling request GET /jobs/…/preview" in logged and "Invalid request from ip=…" in logged
     assert_nothing_of_the_visitor(logged, token)
@@ -323,7 +338,9 @@ def configured_logger_class():
 
 def test_the_access_log_line_as_configured_has_no_token_and_no_address():
     token = store.new_token()
-    atoms = gunicorn_logger(configured_logger_class()).atoms(*a_request_for_a_job(token), datetime.timedelta(milliseconds=5))
+    atoms = gunicorn_logger(configured_logger_class()).atoms(
+        *a_request_for_a_job(token), datetime.timedelta(milliseconds=5)
+    )
     line = gunicorn_conf().access_log_format % atoms
     assert_nothing_of_the_visitor(line, token)
     assert '"POST /jobs/…/unlock" 303' in line
@@ -332,5 +349,7 @@ def test_the_access_log_line_as_configured_has_no_token_and_no_address():
 def test_gunicorn_is_configured_with_the_scrubbing_logger():
     """Every atom, not only those the shipped format uses: an operator may log more."""
     token = store.new_token()
-    atoms = gunicorn_logger(configured_logger_class()).atoms(*a_request_for_a_job(token), datetime.timedelta(milliseconds=5))
+    atoms = gunicorn_logger(configured_logger_class()).atoms(
+        *a_request_for_a_job(token), datetime.timedelta(milliseconds=5)
+    )
     assert_nothing_of_the_visitor(repr(atoms), token)

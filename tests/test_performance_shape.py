@@ -105,8 +105,13 @@ def test_metadata_is_cut_without_touching_a_noisy_scan(camera_jpeg):
 
 def test_the_first_phase_works_from_intakes_copy_and_encodes_each_preview_once(monkeypatch, camera_jpeg):
     photo = images.accept_upload(camera_jpeg)
-    meta = {"media_type": photo.media_type, "width": photo.width, "height": photo.height,
-            "orientation": photo.orientation, "has_alpha": photo.has_alpha}
+    meta = {
+        "media_type": photo.media_type,
+        "width": photo.width,
+        "height": photo.height,
+        "orientation": photo.orientation,
+        "has_alpha": photo.has_alpha,
+    }
     job = store.create("cutout", "local", meta, photo.data)
     with pillow_work(monkeypatch) as work:
         jobs.process(job.token, photo)  # in this thread, as the pool would run it
@@ -216,8 +221,14 @@ def resident_over_held(*arguments: str) -> float:
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
     env["PYTHONPATH"] = str(settings.BASE_DIR)
-    done = subprocess.run([sys.executable, "-c", ALLOCATIONS, *arguments], cwd=settings.BASE_DIR, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", ALLOCATIONS, *arguments],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return float(done.stdout)
 

@@ -52,10 +52,25 @@ def job_in_store(state: str = store.READY, unlocked: bool = False) -> str:
 
 def public_paths(token: str) -> list[str]:
     return [
-        "/", "/zh-hans/", "/privacy/", "/terms/", "/zh-hans/privacy/", "/zh-hans/terms/", "/healthz",
-        "/jobs/", f"/jobs/{token}/", f"/jobs/{token}/status", f"/jobs/{token}/preview", f"/jobs/{token}/before",
-        f"/jobs/{token}/unlock", f"/jobs/{token}/download", f"/jobs/{token}/download?background=white",
-        f"/zh-hans/jobs/{token}/", "/static/css/site.css", "/no/such/page", "/zh-hans/no/such/page",
+        "/",
+        "/zh-hans/",
+        "/privacy/",
+        "/terms/",
+        "/zh-hans/privacy/",
+        "/zh-hans/terms/",
+        "/healthz",
+        "/jobs/",
+        f"/jobs/{token}/",
+        f"/jobs/{token}/status",
+        f"/jobs/{token}/preview",
+        f"/jobs/{token}/before",
+        f"/jobs/{token}/unlock",
+        f"/jobs/{token}/download",
+        f"/jobs/{token}/download?background=white",
+        f"/zh-hans/jobs/{token}/",
+        "/static/css/site.css",
+        "/no/such/page",
+        "/zh-hans/no/such/page",
     ]
 
 
@@ -157,7 +172,9 @@ def admin_login(settings, *, secure: bool = False) -> tuple[Client, list]:
     response = browser.post(
         login_url,
         {"username": "staff", "password": "correct horse battery staple", "csrfmiddlewaretoken": csrf},
-        secure=secure, HTTP_REFERER=f"{scheme}://testserver{login_url}", HTTP_ORIGIN=f"{scheme}://testserver",
+        secure=secure,
+        HTTP_REFERER=f"{scheme}://testserver{login_url}",
+        HTTP_ORIGIN=f"{scheme}://testserver",
     )
     assert response.status_code == 302 and response["Location"] == f"/{settings.ADMIN_URL}"
     set_cookies += [*response.cookies.values()]

@@ -36,11 +36,37 @@ _recording = False
 _events: list[str] = []
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _FILE_CHANGES = {
-    "os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.truncate", "os.link", "os.symlink", "os.chmod",
-    "os.chown", "os.utime", "os.mkfifo", "os.mknod", "shutil.copyfile", "shutil.copymode", "shutil.copystat",
-    "shutil.copytree", "shutil.move", "shutil.rmtree", "tempfile.mkstemp", "tempfile.mkdtemp",
+    "os.rename",
+    "os.remove",
+    "os.rmdir",
+    "os.mkdir",
+    "os.truncate",
+    "os.link",
+    "os.symlink",
+    "os.chmod",
+    "os.chown",
+    "os.utime",
+    "os.mkfifo",
+    "os.mknod",
+    "shutil.copyfile",
+    "shutil.copymode",
+    "shutil.copystat",
+    "shutil.copytree",
+    "shutil.move",
+    "shutil.rmtree",
+    "tempfile.mkstemp",
+    "tempfile.mkdtemp",
 }
-_NEW_PROCESSES = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec", "os.fork", "os.forkpty", "pty.spawn"}
+_NEW_PROCESSES = {
+    "subprocess.Popen",
+    "os.system",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.exec",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+}
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -136,7 +162,9 @@ def child_main() -> None:
     time.sleep(0.5)  # let any straggling worker write finish before the count is read
     _recording = False
     written = _bytes_written_to_storage() - before
-    print(json.dumps({"upload_bytes": len(large), "written": written, "events": _events, "visits": visits, "warm": warm}))
+    print(
+        json.dumps({"upload_bytes": len(large), "written": written, "events": _events, "visits": visits, "warm": warm})
+    )
 
 
 # --- The test ----------------------------------------------------------------------------------------
@@ -146,12 +174,21 @@ def child_main() -> None:
 def test_a_whole_visit_with_an_18_mb_photo_writes_nothing_to_disk():
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings", DEBUG="true", DATABASE_URL="sqlite://:memory:",
-        BACKGROUND_ENGINE="local", CROWD_ENGINE="local", UPLOADS_PER_MINUTE="0", PYTHONDONTWRITEBYTECODE="1",
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DEBUG="true",
+        DATABASE_URL="sqlite://:memory:",
+        BACKGROUND_ENGINE="local",
+        CROWD_ENGINE="local",
+        UPLOADS_PER_MINUTE="0",
+        PYTHONDONTWRITEBYTECODE="1",
     )
     child = subprocess.run(
         [sys.executable, "-c", "from tests.test_privacy_disk import child_main; child_main()"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     report = json.loads(child.stdout.strip().splitlines()[-1])

@@ -70,7 +70,11 @@ def test_after_expiry_every_url_of_the_job_is_a_404_and_the_store_holds_nothing(
     job = store.create("cutout", "local", META, b"\xff" * 300_000)
     for name in ("preview", "before", "carry", "result"):
         store.put_blob(job, name, b"\x00" * 100_000)
-    job.state, job.unlock, job.result = store.READY, store.UNLOCKED, {"media_type": "image/png", "width": 1, "height": 1}
+    job.state, job.unlock, job.result = (
+        store.READY,
+        store.UNLOCKED,
+        {"media_type": "image/png", "width": 1, "height": 1},
+    )
     store.save(job)
     assert client.get(f"/jobs/{job.token}/download").status_code == 200
     with mock.patch("time.time", return_value=job.expires_at + 1):
@@ -121,8 +125,12 @@ def test_on_redis_every_entry_of_a_job_expires_with_it_and_then_is_gone(settings
     prefix = f"expiry-test-{os.getpid()}"
     settings.CACHES = {
         **settings.CACHES,
-        "jobs": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/11",
-                 "KEY_PREFIX": prefix, "TIMEOUT": 1800},
+        "jobs": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/11",
+            "KEY_PREFIX": prefix,
+            "TIMEOUT": 1800,
+        },
     }
     settings.JOB_TTL_SECONDS = 2
     job = store.create("cutout", "local", META, b"\xff" * 100_000)

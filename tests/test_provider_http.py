@@ -28,8 +28,15 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def policy(sleeps) -> http.RetryPolicy:
     # The backoff at its ceiling, so waits can be checked exactly.
-    return http.RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, rate_limit_retries=2, retry_after_cap=10.0,
-                            sleep=sleeps.append, jitter=lambda low, high: high)
+    return http.RetryPolicy(
+        attempts=3,
+        base_delay=0.5,
+        max_delay=4.0,
+        rate_limit_retries=2,
+        retry_after_cap=10.0,
+        sleep=sleeps.append,
+        jitter=lambda low, high: high,
+    )
 
 
 @pytest.fixture
@@ -47,7 +54,11 @@ def session():
 def cut_out(session, base_url: str, policy: http.RetryPolicy, timeouts: http.Timeouts = TIMEOUTS):
     """One remove.bg call through `send`, as the remove.bg client makes it."""
     return http.send(
-        session, "POST", f"{base_url}/removebg", timeouts=timeouts, policy=policy,
+        session,
+        "POST",
+        f"{base_url}/removebg",
+        timeouts=timeouts,
+        policy=policy,
         headers={"X-API-Key": DEFAULT_KEY},
         data={"size": "preview", "type": "person", "format": "png"},
         files={"image_file": ("photo.jpg", jpeg(portrait(120, 90)), "image/jpeg")},
@@ -66,8 +77,7 @@ def test_a_refused_connection_is_retried_and_the_retry_reaches_the_server(sessio
         started.append(FakeRemoveBg(port=port).start())
 
     try:
-        response = cut_out(session, f"http://127.0.0.1:{port}/v1.0",
-                           dataclasses.replace(policy, sleep=server_comes_up))
+        response = cut_out(session, f"http://127.0.0.1:{port}/v1.0", dataclasses.replace(policy, sleep=server_comes_up))
         assert response.status_code == 200
         assert sleeps == [0.5]
         assert len(started[0].requests) == 1
@@ -146,8 +156,12 @@ def test_a_read_timeout_is_never_repeated_even_where_sent_requests_may_be(fake, 
     fake.slow_next(3)
 
     with pytest.raises(requests.ReadTimeout):
-        cut_out(session, fake.base_url, dataclasses.replace(policy, retry_sent_requests=True),
-                http.Timeouts(connect=2.0, read=0.3))
+        cut_out(
+            session,
+            fake.base_url,
+            dataclasses.replace(policy, retry_sent_requests=True),
+            http.Timeouts(connect=2.0, read=0.3),
+        )
 
     assert len(fake.requests) == 1 and sleeps == []
 

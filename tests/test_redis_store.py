@@ -86,7 +86,11 @@ def redis_keys(url: str) -> dict[str, int]:
 
 def use_redis(settings, url: str) -> None:
     """The site's two cache aliases on Redis, configured as settings.py configures CACHE_URL."""
-    redis = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "TIMEOUT": settings.JOB_TTL_SECONDS}
+    redis = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": url,
+        "TIMEOUT": settings.JOB_TTL_SECONDS,
+    }
     settings.CACHES = {"default": dict(redis, KEY_PREFIX="site"), "jobs": dict(redis, KEY_PREFIX="job")}
 
 
@@ -114,9 +118,22 @@ def private_redis(directory: Path, *options: str) -> Iterator[str]:
         pytest.skip("redis-server is not installed")
     port = free_port()
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--save", "", "--appendonly", "no", *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -279,8 +296,9 @@ def test_start_up_checks_pass_against_the_local_redis(local_redis):
     import sys
 
     env = {**os.environ, "DEBUG": "true", "CACHE_URL": local_redis, "DJANGO_SETTINGS_MODULE": "portraitsite.settings"}
-    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "portraitsite.W00" not in done.stdout + done.stderr
     assert "no issues" in done.stdout

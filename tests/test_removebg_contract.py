@@ -80,8 +80,10 @@ def _photo_full_of_metadata(orientation: int) -> bytes:
     gps = exif.get_ifd(0x8825)
     gps.update({1: "N", 2: (52.0, 31.0, 12.0), 3: "E", 4: (13.0, 24.0, 1.0)})
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
-           b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>')
+    xmp = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>'
+    )
     data = jpeg(stored, exif=exif.tobytes(), icc_profile=icc, xmp=xmp, comment=b"SecretComment")
     original = decode(data)
     assert original.getexif().get_ifd(0x8825)  # the GPS block is really there to be removed
@@ -91,8 +93,14 @@ def _photo_full_of_metadata(orientation: int) -> bytes:
 
 def _assert_clean_and_upright(data: bytes) -> None:
     assert not jpeg_markers(data) & {0xE1, 0xE2, 0xED, 0xFE}  # EXIF/XMP, ICC, IPTC, comment
-    for needle in (b"Exif\x00\x00", b"http://ns.adobe.com", b"adobe:ns:meta", b"ICC_PROFILE", b"SecretComment",
-                   b"SecretCameraMaker"):
+    for needle in (
+        b"Exif\x00\x00",
+        b"http://ns.adobe.com",
+        b"adobe:ns:meta",
+        b"ICC_PROFILE",
+        b"SecretComment",
+        b"SecretCameraMaker",
+    ):
         assert needle not in data, needle
     image = decode(data)
     assert not image.getexif()

@@ -100,8 +100,9 @@ def test_server_errors_say_temporarily_unavailable(removebg_fake, photo):
 
 
 def test_html_error_page_from_a_proxy_is_handled(removebg_fake, photo):
-    removebg_fake.fail_next(502, times=5, body=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
-                            content_type="text/html")
+    removebg_fake.fail_next(
+        502, times=5, body=b"<html><body><h1>502 Bad Gateway</h1></body></html>", content_type="text/html"
+    )
     error = failure(photo)
     assert error.visitor_message.startswith(UNAVAILABLE) and error.status == 502
     assert "502 Bad Gateway" in error.operator_detail
@@ -166,4 +167,3 @@ def test_visitor_messages_are_translated(removebg_fake, photo, monkeypatch):
     monkeypatch.setattr(removebg, "_", lambda text: "«" + text + "»")
     removebg_fake.fail_next(503, times=3)
     assert failure(photo).visitor_message.startswith("«" + UNAVAILABLE)
-

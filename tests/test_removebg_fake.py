@@ -23,8 +23,7 @@ def fake():
 def post(fake, *, key=DEFAULT_KEY, key_header="X-API-Key", data=None, files=None, headers=None, **kwargs):
     all_headers = {key_header: key} if key is not None else {}
     all_headers.update(headers or {})
-    return requests.post(f"{fake.base_url}/removebg", headers=all_headers, data=data, files=files, timeout=30,
-                         **kwargs)
+    return requests.post(f"{fake.base_url}/removebg", headers=all_headers, data=data, files=files, timeout=30, **kwargs)
 
 
 def photo_file(width=400, height=300, name="p.jpg"):
@@ -128,9 +127,19 @@ def test_size_sets_output_cap_and_credits(fake, size, source, cap, credits):
 
 def test_success_carries_remove_bgs_headers(fake):
     response = post(fake, data={"size": "preview", "type": "person"}, files=photo_file())
-    for header in ("X-Credits-Charged", "X-Width", "X-Height", "X-Type", "X-Foreground-Top", "X-Foreground-Left",
-                   "X-Foreground-Width", "X-Foreground-Height", "X-RateLimit-Limit", "X-RateLimit-Remaining",
-                   "X-RateLimit-Reset"):
+    for header in (
+        "X-Credits-Charged",
+        "X-Width",
+        "X-Height",
+        "X-Type",
+        "X-Foreground-Top",
+        "X-Foreground-Left",
+        "X-Foreground-Width",
+        "X-Foreground-Height",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+    ):
         assert header in response.headers, header
     assert response.headers["Content-Type"] == "image/png"
     assert response.headers["X-Type"] == "person"

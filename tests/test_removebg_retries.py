@@ -84,8 +84,9 @@ def test_a_connection_dropped_after_the_upload_is_not_repeated(removebg_fake, re
     assert len(removebg_fake.requests) == 1 and removebg_sleeps == []
 
 
-def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(removebg_fake, removebg_sleeps, photo,
-                                                                             settings):
+def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(
+    removebg_fake, removebg_sleeps, photo, settings
+):
     settings.REMOVEBG_API_URL = f"http://127.0.0.1:{unused_port()}/v1.0"
     with pytest.raises(removebg.RemoveBgError) as caught:
         removebg.cut_out(photo, "preview")
@@ -119,8 +120,9 @@ def test_backoff_ceiling_doubles_up_to_the_maximum():
     assert [policy.backoff(retry) for retry in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
 
 
-def test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated(removebg_fake, removebg_sleeps, photo,
-                                                                            settings):
+def test_a_request_that_cannot_be_sent_is_not_called_charged_nor_repeated(
+    removebg_fake, removebg_sleeps, photo, settings
+):
     settings.REMOVEBG_API_KEY = "s3cretRemoveBgKey\n"
     with pytest.raises(removebg.RemoveBgError) as caught:
         removebg.cut_out(photo, "preview")

@@ -58,8 +58,9 @@ def site_environment(database_url: str, cache_url: str, **extra: str) -> dict[st
 
 
 def manage(env: dict[str, str], *arguments: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *arguments], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "manage.py", *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -74,11 +75,19 @@ class Gunicorn:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        env = dict(self.env, BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY="2",
-                   GUNICORN_CMD_ARGS=f"--access-logformat '{ACCESS_LOG_FORMAT}'")
+        env = dict(
+            self.env,
+            BIND=f"127.0.0.1:{self.port}",
+            WEB_CONCURRENCY="2",
+            GUNICORN_CMD_ARGS=f"--access-logformat '{ACCESS_LOG_FORMAT}'",
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "portraitsite.wsgi"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout, self.access), daemon=True),
@@ -97,7 +106,9 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def worker_pids(self) -> set[int]:
-        return {int(m.group(1)) for line in list(self.errors) if (m := re.search(r"Booting worker with pid: (\d+)", line))}
+        return {
+            int(m.group(1)) for line in list(self.errors) if (m := re.search(r"Booting worker with pid: (\d+)", line))
+        }
 
     def wait_until_serving(self, workers: int = 2) -> None:
         deadline = time.monotonic() + BOOT_SECONDS
@@ -155,12 +166,14 @@ class Visitor:
         step = str(self.count)
         self.steps.append((step, what, token))
         headers = {STEP_HEADER: step, "Connection": "close"}
-        return requests.request(method, self.site.url + path, headers=headers, allow_redirects=False, timeout=30,
-                                **kwargs)
+        return requests.request(
+            method, self.site.url + path, headers=headers, allow_redirects=False, timeout=30, **kwargs
+        )
 
     def upload(self, photo: bytes) -> requests.Response:
-        return self.request("POST", "/jobs/", "upload", files={"image": ("photo.jpg", photo, "image/jpeg")},
-                            data={"mode": "cutout"})
+        return self.request(
+            "POST", "/jobs/", "upload", files={"image": ("photo.jpg", photo, "image/jpeg")}, data={"mode": "cutout"}
+        )
 
     def status_until(self, token: str, done) -> dict:
         deadline = time.monotonic() + WAIT_SECONDS
@@ -222,8 +235,11 @@ def postgresql() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    "database", [pytest.param("sqlite_file", id="sqlite-file"),
-                 pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+    "database",
+    [
+        pytest.param("sqlite_file", id="sqlite-file"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ],
 )
 def test_twenty_visitors_are_served_by_whichever_process_answers(request, database):
     database_url = request.getfixturevalue(database)
@@ -279,8 +295,9 @@ def test_a_full_store_refuses_uploads_on_every_process(tmp_path):
     with private_redis(tmp_path, "--maxmemory", "256mb", "--maxmemory-policy", "noeviction") as redis_url:
         client = redis.Redis.from_url(redis_url)
         budget = 32 * 1024**2
-        env = site_environment(f"sqlite:///{tmp_path / 'codes.sqlite3'}", redis_url,
-                               IMAGE_STORE_MAX_BYTES=str(budget), JOB_QUEUE="64")
+        env = site_environment(
+            f"sqlite:///{tmp_path / 'codes.sqlite3'}", redis_url, IMAGE_STORE_MAX_BYTES=str(budget), JOB_QUEUE="64"
+        )
         site = Gunicorn(env)
         try:
             site.wait_until_serving()

@@ -21,7 +21,9 @@ from unlock.redemption import redeem
 
 pytestmark = pytest.mark.django_db
 
-CODE_IN_PAGE = re.compile(r"\b[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}\b")
+CODE_IN_PAGE = re.compile(
+    r"\b[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4}\b"
+)
 CHANGELIST = "admin:unlock_unlockcode_changelist"
 GENERATE = "admin:unlock_unlockcode_generate"
 
@@ -197,7 +199,7 @@ def test_the_list_shows_hint_label_uses_expiry_and_state(staff):
         assert f">{header}<" in page or f">{header}</a>" in page
     assert "1/3" in page and "1/1" in page
     for label in ("active", "used up", "expired", "deactivated"):
-        assert f"<td class=\"field-state_display\">{label}</td>" in page
+        assert f'<td class="field-state_display">{label}</td>' in page
     assert listed(staff) == {row.hint for row in rows.values()}
 
 
@@ -268,9 +270,15 @@ def test_editing_a_code_keeps_its_uses(staff):
     row = UnlockCode.objects.get()
     redeem(batch.displayed[0], "cutout")
     data = {
-        "label": "fair 2", "max_uses": 5, "expires_at_0": "", "expires_at_1": "", "active": "on",
-        "redemptions-TOTAL_FORMS": 1, "redemptions-INITIAL_FORMS": 1,
-        "redemptions-MIN_NUM_FORMS": 0, "redemptions-MAX_NUM_FORMS": 1000,
+        "label": "fair 2",
+        "max_uses": 5,
+        "expires_at_0": "",
+        "expires_at_1": "",
+        "active": "on",
+        "redemptions-TOTAL_FORMS": 1,
+        "redemptions-INITIAL_FORMS": 1,
+        "redemptions-MIN_NUM_FORMS": 0,
+        "redemptions-MAX_NUM_FORMS": 1000,
     }
     response = staff.post(reverse("admin:unlock_unlockcode_change", args=[row.pk]), data)
     assert response.status_code == 302, response.context["errors"] if response.context else response

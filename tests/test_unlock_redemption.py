@@ -73,7 +73,9 @@ def test_an_unknown_code_is_refused_as_unknown():
     assert "does not exist" in refused.message
 
 
-@pytest.mark.parametrize("typed", ["", "ABCD-EFGH", "ABCD-EFGH-JKMN-PQRU", "ABCD-EFGH-JKMN-PQRS-T", "ABCD!EFGH#JKMN?PQRS"])
+@pytest.mark.parametrize(
+    "typed", ["", "ABCD-EFGH", "ABCD-EFGH-JKMN-PQRU", "ABCD-EFGH-JKMN-PQRS-T", "ABCD!EFGH#JKMN?PQRS"]
+)
 def test_a_malformed_code_is_refused_with_400(typed):
     refused = rejection(typed)
     assert (refused.reason, refused.status) == ("malformed", 400)

@@ -186,8 +186,10 @@ class UnlockCodeAdmin(admin.ModelAdmin):
             if not self._take_pending_batch(request, request.POST.get("batch", "")):
                 self.message_user(
                     request,
-                    gettext("That form was already sent and its codes were shown once; they cannot be "
-                            "shown again. Generate a new batch if you need more."),
+                    gettext(
+                        "That form was already sent and its codes were shown once; they cannot be "
+                        "shown again. Generate a new batch if you need more."
+                    ),
                     messages.WARNING,
                 )
                 return HttpResponseRedirect(reverse("admin:unlock_unlockcode_changelist"))

@@ -26,9 +26,7 @@ _LOOKALIKES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212]+")
 _VALID = re.compile(rf"[{ALPHABET}]{{{LENGTH}}}")
 
-MALFORMED_MESSAGE = _(
-    "An unlock code has 16 letters and digits, in the form XXXX-XXXX-XXXX-XXXX. Please check it."
-)
+MALFORMED_MESSAGE = _("An unlock code has 16 letters and digits, in the form XXXX-XXXX-XXXX-XXXX. Please check it.")
 
 
 def generate() -> str:

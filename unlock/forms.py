@@ -23,8 +23,12 @@ class UnlockForm(forms.Form):
         label=_("Unlock code"),
         max_length=64,  # a pasted code with generous spacing; anything longer is not a code
         widget=forms.TextInput(
-            attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false",
-                   "placeholder": "XXXX-XXXX-XXXX-XXXX"}
+            attrs={
+                "autocomplete": "off",
+                "autocapitalize": "characters",
+                "spellcheck": "false",
+                "placeholder": "XXXX-XXXX-XXXX-XXXX",
+            }
         ),
         error_messages={"required": codes.MALFORMED_MESSAGE, "max_length": codes.MALFORMED_MESSAGE},
     )
@@ -35,23 +39,35 @@ class UnlockForm(forms.Form):
 
 class GenerateCodesForm(forms.Form):
     count = forms.IntegerField(
-        label=_("Number of codes"), min_value=1, max_value=MAX_BATCH, initial=10,
+        label=_("Number of codes"),
+        min_value=1,
+        max_value=MAX_BATCH,
+        initial=10,
     )
     max_uses = forms.IntegerField(
-        label=_("Uses per code"), min_value=1, max_value=MAX_USES_LIMIT, initial=1,
+        label=_("Uses per code"),
+        min_value=1,
+        max_value=MAX_USES_LIMIT,
+        initial=1,
         help_text=_("How many downloads each code unlocks."),
     )
     expires_on = forms.DateField(
-        label=_("Valid until"), required=False,
+        label=_("Valid until"),
+        required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
         help_text=_("The last day the codes work, inclusive (site time). Leave empty for no expiry."),
     )
     expires_in_days = forms.IntegerField(
-        label=_("…or valid for days"), required=False, min_value=1, max_value=MAX_DAYS,
+        label=_("…or valid for days"),
+        required=False,
+        min_value=1,
+        max_value=MAX_DAYS,
         help_text=_("Instead of a date: the codes expire this many days from now."),
     )
     label = forms.CharField(
-        label=_("Label"), required=False, max_length=100,
+        label=_("Label"),
+        required=False,
+        max_length=100,
         help_text=_("What the codes are for, e.g. a campaign. Shown in the list, searchable."),
     )
 

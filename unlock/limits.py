@@ -30,7 +30,9 @@ def job_key(job_token: str) -> str:
 def unlock_blocked(request: HttpRequest, job_token: str) -> int | None:
     """Seconds to wait before this client may try a code on this job again, or None if it may."""
     verdicts = (
-        ratelimit.check(CLIENT_SCOPE, ratelimit.client_key(request), settings.UNLOCK_FAILURES_PER_MINUTE, CLIENT_WINDOW),
+        ratelimit.check(
+            CLIENT_SCOPE, ratelimit.client_key(request), settings.UNLOCK_FAILURES_PER_MINUTE, CLIENT_WINDOW
+        ),
         ratelimit.check(JOB_SCOPE, job_key(job_token), settings.UNLOCK_FAILURES_PER_JOB, JOB_WINDOW),
     )
     waits = [verdict.retry_after for verdict in verdicts if not verdict.allowed]

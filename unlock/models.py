@@ -31,9 +31,7 @@ class UnlockCodeQuerySet(models.QuerySet):
     # deactivated, then used up, then expired. Only `redeemable` may be reserved.
     def redeemable(self, now: datetime.datetime | None = None) -> UnlockCodeQuerySet:
         now = now or timezone.now()
-        return self.filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now), active=True, used__lt=F("max_uses")
-        )
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now), active=True, used__lt=F("max_uses"))
 
     def in_state(self, state: str, now: datetime.datetime | None = None) -> UnlockCodeQuerySet:
         now = now or timezone.now()
@@ -95,8 +93,10 @@ class UnlockCode(models.Model):
         super().clean()
         if self.max_uses is not None and self.max_uses < self.used:
             raise ValidationError(
-                {"max_uses": _("This code has already been used %(used)s times; it cannot allow fewer.")
-                 % {"used": self.used}},
+                {
+                    "max_uses": _("This code has already been used %(used)s times; it cannot allow fewer.")
+                    % {"used": self.used}
+                },
                 code="below_used",
             )
 
@@ -117,9 +117,7 @@ class Redemption(models.Model):
         CUTOUT = "cutout", _("background removal")
         CROWD = "crowd", _("crowd removal")
 
-    code = models.ForeignKey(
-        UnlockCode, on_delete=models.CASCADE, related_name="redemptions", verbose_name=_("code")
-    )
+    code = models.ForeignKey(UnlockCode, on_delete=models.CASCADE, related_name="redemptions", verbose_name=_("code"))
     created_at = models.DateTimeField(_("time"), default=timezone.now, editable=False)
     tool = models.CharField(_("tool"), max_length=10, choices=Tool.choices)
     # False while the full-resolution result is being made. A use still undelivered long after

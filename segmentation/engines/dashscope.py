@@ -33,8 +33,10 @@ class DashScopeCrowd(Engine):
         changes = composite.find_changes(working, frame)
         # Whether the model removed anything we can find decides what the download will be: tell
         # the visitor before they spend a code on a copy of their own photo.
-        note = "" if changes.any else _(
-            "We found no one to remove in this photo: the download would look like your original."
+        note = (
+            ""
+            if changes.any
+            else _("We found no one to remove in this photo: the download would look like your original.")
         )
         return Draft(
             preview=composite.apply_changes(working, frame, changes),

@@ -156,9 +156,16 @@ def _guided_filter(rgb: np.ndarray, target: np.ndarray, radius: int) -> np.ndarr
     inv_gg, inv_gb, inv_bb = rr * bb - rb * rb, rg * rb - rr * gb, rr * gg - rg * rg
     det = rr * inv_rr + rg * inv_rg + rb * inv_rb
     x, y, z = cov_Ip[..., 0], cov_Ip[..., 1], cov_Ip[..., 2]
-    a = np.dstack([inv_rr * x + inv_rg * y + inv_rb * z,
-                   inv_rg * x + inv_gg * y + inv_gb * z,
-                   inv_rb * x + inv_gb * y + inv_bb * z]) / det[..., None]
+    a = (
+        np.dstack(
+            [
+                inv_rr * x + inv_rg * y + inv_rb * z,
+                inv_rg * x + inv_gg * y + inv_gb * z,
+                inv_rb * x + inv_gb * y + inv_bb * z,
+            ]
+        )
+        / det[..., None]
+    )
     offset = mean_p - (a * mean_I).sum(axis=2)
     a = cv2.resize(mean(a), (width, height), interpolation=cv2.INTER_LINEAR)
     offset = cv2.resize(mean(offset), (width, height), interpolation=cv2.INTER_LINEAR)
@@ -331,7 +338,9 @@ def relook_agreement(rgb: np.ndarray, labels: np.ndarray, label: int) -> float:
         x0 = min(max(0, (left + right - side) // 2), width - side)
         y0 = min(max(0, (top + bottom - side) // 2), height - side)
         again = np.zeros(labels.shape, bool)
-        again[y0 : y0 + side, x0 : x0 + side] = person_probability(rgb[y0 : y0 + side, x0 : x0 + side], (side, side)) > 0.5
+        again[y0 : y0 + side, x0 : x0 + side] = (
+            person_probability(rgb[y0 : y0 + side, x0 : x0 + side], (side, side)) > 0.5
+        )
         found = again[near] & counted
         union = np.count_nonzero(found | blob)
         lowest = min(lowest, np.count_nonzero(found & blob) / union if union else 0.0)
@@ -451,7 +460,9 @@ def _unpack_patch(carry: bytes) -> tuple[tuple[int, int], tuple[int, int, int, i
     return (working_width, working_height), (left, top, left + width, top + height), alpha, fill_rgb
 
 
-def _scale_box(box: tuple[int, int, int, int], working: tuple[int, int], full: tuple[int, int]) -> tuple[int, int, int, int]:
+def _scale_box(
+    box: tuple[int, int, int, int], working: tuple[int, int], full: tuple[int, int]
+) -> tuple[int, int, int, int]:
     scale_x, scale_y = full[0] / working[0], full[1] / working[1]
     left, top, right, bottom = box
     return (

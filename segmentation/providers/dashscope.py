@@ -82,8 +82,15 @@ DOWNLOAD_TIMEOUTS = http.Timeouts(connect=10.0, read=60.0)
 # 500 and 503 are transient and not billed: the model did not run. Not 504: a gateway that timed
 # out waiting is just where the model most likely did run (and billed), and neither is a 502 from
 # a gateway in front, which says nothing about whether it ran. The free result download retries all.
-RETRY_POLICY = http.RetryPolicy(attempts=3, base_delay=1.0, max_delay=8.0, rate_limit_retries=2, retry_after_cap=20.0,
-                                retry_statuses=frozenset({500, 503}), retry_sent_requests=False)
+RETRY_POLICY = http.RetryPolicy(
+    attempts=3,
+    base_delay=1.0,
+    max_delay=8.0,
+    rate_limit_retries=2,
+    retry_after_cap=20.0,
+    retry_statuses=frozenset({500, 503}),
+    retry_sent_requests=False,
+)
 USER_AGENT = "portraitsite (+crowd removal)"
 
 
@@ -111,8 +118,15 @@ class EditedImage:
 class DashScopeError(EngineError):
     """Any DashScope failure. `code` is DashScope's error code ("" for transport failures)."""
 
-    def __init__(self, visitor_message: str, operator_detail: str, *, retryable: bool = False, code: str = "",
-                 status: int | None = None):
+    def __init__(
+        self,
+        visitor_message: str,
+        operator_detail: str,
+        *,
+        retryable: bool = False,
+        code: str = "",
+        status: int | None = None,
+    ):
         super().__init__(visitor_message, operator_detail, retryable=retryable)
         self.code = code
         self.status = status
@@ -170,14 +184,16 @@ def model_input(photo: Photo) -> ModelInput:
     width, height = photo.width, photo.height
     if min(width, height) < MIN_PHOTO_SIDE:
         raise DashScopeError(
-            _("This photo is too small for crowd removal. Please upload one at least %(side)s pixels "
-              "on each side.") % {"side": MIN_PHOTO_SIDE},
+            _("This photo is too small for crowd removal. Please upload one at least %(side)s pixels on each side.")
+            % {"side": MIN_PHOTO_SIDE},
             f"photo {width}x{height} below {MIN_PHOTO_SIDE} px",
         )
     if max(width, height) / min(width, height) > MAX_ASPECT:
         raise DashScopeError(
-            _("This photo is too long and narrow for crowd removal (at most 8 times as wide as it is "
-              "tall, or the other way round). Please crop it and try again."),
+            _(
+                "This photo is too long and narrow for crowd removal (at most 8 times as wide as it is "
+                "tall, or the other way round). Please crop it and try again."
+            ),
             f"photo {width}x{height} beyond {MAX_ASPECT:.0f}:1",
         )
     target = input_size(width, height)
@@ -236,9 +252,15 @@ class NoAuth(requests.auth.AuthBase):
 class DashScopeClient:
     """One client per job; not shared between threads (it owns a requests session)."""
 
-    def __init__(self, *, api_url: str | None = None, api_key: str | None = None,
-                 policy: http.RetryPolicy | None = None, generation_timeouts: http.Timeouts | None = None,
-                 download_timeouts: http.Timeouts | None = None):
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        policy: http.RetryPolicy | None = None,
+        generation_timeouts: http.Timeouts | None = None,
+        download_timeouts: http.Timeouts | None = None,
+    ):
         self.api_url = (api_url or settings.DASHSCOPE_API_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else settings.DASHSCOPE_API_KEY
         self.policy = policy or RETRY_POLICY
@@ -246,8 +268,9 @@ class DashScopeClient:
         self.download_timeouts = download_timeouts or DOWNLOAD_TIMEOUTS
         # The result is stored: fetching it again costs nothing, so a dropped connection (or any
         # 5xx from the storage) may be repeated there, unlike the billed call.
-        self.download_policy = dataclasses.replace(self.policy, retry_sent_requests=True,
-                                                   retry_statuses=http.TRANSIENT_STATUSES)
+        self.download_policy = dataclasses.replace(
+            self.policy, retry_sent_requests=True, retry_statuses=http.TRANSIENT_STATUSES
+        )
         self.session = http.new_session(USER_AGENT)
         # Its own session, so that no cookie the API host may set (a domain cookie for aliyuncs.com
         # would match the storage host too) travels with the signed download.
@@ -262,8 +285,16 @@ class DashScopeClient:
         url, request_id, usage = _result_url(answer)
         data = self.download(url)
         width, height = _image_size(data)
-        logger.info("DashScope edit done: sent %dx%d (%d bytes), got %dx%d (usage %s), request %s",
-                    image.width, image.height, len(image.data), width, height, usage, request_id)
+        logger.info(
+            "DashScope edit done: sent %dx%d (%d bytes), got %dx%d (usage %s), request %s",
+            image.width,
+            image.height,
+            len(image.data),
+            width,
+            height,
+            usage,
+            request_id,
+        )
         return EditedImage(data, width, height, request_id)
 
     def close(self) -> None:
@@ -274,7 +305,11 @@ class DashScopeClient:
         url = self.api_url + GENERATION_PATH
         try:
             response = http.send(
-                self.session, "POST", url, timeouts=self.generation_timeouts, policy=self.policy,
+                self.session,
+                "POST",
+                url,
+                timeouts=self.generation_timeouts,
+                policy=self.policy,
                 data=json.dumps(body).encode(),
                 headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
             )
@@ -297,21 +332,30 @@ class DashScopeClient:
         where = url.split("?", 1)[0]  # the query holds the signature
         try:
             response = http.send(
-                self.download_session, "GET", url, timeouts=self.download_timeouts, policy=self.download_policy,
-                auth=NoAuth(), stream=True, allow_redirects=False,
+                self.download_session,
+                "GET",
+                url,
+                timeouts=self.download_timeouts,
+                policy=self.download_policy,
+                auth=NoAuth(),
+                stream=True,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             # Not chained: requests' messages quote the URL with its query, i.e. the signature,
             # and a traceback in the log would carry it.
             raise DashScopeError(
-                _result_unavailable_message(), f"DashScope result download from {where} failed: {type(exc).__name__}",
+                _result_unavailable_message(),
+                f"DashScope result download from {where} failed: {type(exc).__name__}",
                 retryable=True,
             ) from None
         with response:
             if response.status_code != 200:
-                raise DashScopeError(_result_unavailable_message(),
-                                     f"DashScope result download from {where}: HTTP {response.status_code}",
-                                     retryable=True)
+                raise DashScopeError(
+                    _result_unavailable_message(),
+                    f"DashScope result download from {where}: HTTP {response.status_code}",
+                    retryable=True,
+                )
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > MAX_RESULT_BYTES:
                 raise DashScopeError(_result_unavailable_message(), f"DashScope result is {declared} bytes")
@@ -320,13 +364,16 @@ class DashScopeClient:
                 for chunk in response.iter_content(chunk_size=256 * 1024):
                     total += len(chunk)
                     if total > MAX_RESULT_BYTES:
-                        raise DashScopeError(_result_unavailable_message(),
-                                             f"DashScope result exceeds {MAX_RESULT_BYTES} bytes")
+                        raise DashScopeError(
+                            _result_unavailable_message(), f"DashScope result exceeds {MAX_RESULT_BYTES} bytes"
+                        )
                     chunks.append(chunk)
             except requests.RequestException as exc:
-                raise DashScopeError(_result_unavailable_message(),
-                                     f"DashScope result download from {where} broke off: {type(exc).__name__}",
-                                     retryable=True) from None
+                raise DashScopeError(
+                    _result_unavailable_message(),
+                    f"DashScope result download from {where} broke off: {type(exc).__name__}",
+                    retryable=True,
+                ) from None
         return b"".join(chunks)
 
 
@@ -342,10 +389,14 @@ def _transport_error(exc: requests.RequestException, read_timeout: float) -> Das
     if http.never_sent(exc):
         return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
     if http.not_sent(exc):
-        return DashScopeError(_unavailable_message(), f"DashScope not called (the request could not be sent): "
-                              f"{type(exc).__name__}", retryable=True)
+        return DashScopeError(
+            _unavailable_message(),
+            f"DashScope not called (the request could not be sent): {type(exc).__name__}",
+            retryable=True,
+        )
     return DashScopeError(
-        _unavailable_message(), f"DashScope connection lost mid-call (the call may be billed): {type(exc).__name__}",
+        _unavailable_message(),
+        f"DashScope connection lost mid-call (the call may be billed): {type(exc).__name__}",
         retryable=True,
     )
 
@@ -368,11 +419,13 @@ def _result_url(answer: dict) -> tuple[str, str, object]:
         url = next(part["image"] for part in content if isinstance(part, dict) and part.get("image"))
     except (KeyError, IndexError, TypeError, StopIteration):
         logger.error("DashScope answered 200 without a result image (request %s)", request_id)
-        raise DashScopeError(_unavailable_message(), f"DashScope 200 without an image, request {request_id}",
-                             retryable=True) from None
+        raise DashScopeError(
+            _unavailable_message(), f"DashScope 200 without an image, request {request_id}", retryable=True
+        ) from None
     if not isinstance(url, str):
-        raise DashScopeError(_unavailable_message(), f"DashScope result is not a URL, request {request_id}",
-                             retryable=True)
+        raise DashScopeError(
+            _unavailable_message(), f"DashScope result is not a URL, request {request_id}", retryable=True
+        )
     return url, request_id, answer.get("usage")
 
 
@@ -406,10 +459,10 @@ def _unavailable(detail: str, *, code: str, status: int | None = None) -> DashSc
 # Codes the operator must act on: logged at ERROR, with what to check.
 OPERATOR_ACTION = {
     "InvalidApiKey": "check DASHSCOPE_API_KEY, and that DASHSCOPE_API_URL is the key's region "
-                     "(international keys do not work in Beijing and vice versa)",
+    "(international keys do not work in Beijing and vice versa)",
     "Arrearage": "the Alibaba Cloud account is overdue: top it up",
     "AccessDenied": "the model is not enabled for this account (or the key may not call it): "
-                    "check DASHSCOPE_MODEL and the Model Studio console",
+    "check DASHSCOPE_MODEL and the Model Studio console",
     "InvalidParameter": "our request was refused as malformed, or DASHSCOPE_MODEL names no model",
 }
 
@@ -420,15 +473,20 @@ def error_for(status: int, answer: dict) -> DashScopeError:
     code = str(answer.get("code") or "")
     family = code.split(".", 1)[0]
     request_id = str(answer.get("request_id", ""))
-    detail = (f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} "
-              f"(request {request_id})")
+    detail = (
+        f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} (request {request_id})"
+    )
 
     if family == "DataInspectionFailed" or code == "InvalidParameter.DataInspection":
         logger.info("%s", detail)
         return DashScopeError(
-            _("The crowd-removal service's content checks refused this photo, so we could not edit it. "
-              "Please try a different photo."),
-            detail, code=code, status=status,
+            _(
+                "The crowd-removal service's content checks refused this photo, so we could not edit it. "
+                "Please try a different photo."
+            ),
+            detail,
+            code=code,
+            status=status,
         )
     if family in ("InvalidApiKey", "Arrearage", "AccessDenied") or (status == 401 and not family):
         action = OPERATOR_ACTION.get(family, OPERATOR_ACTION["InvalidApiKey"])
@@ -438,7 +496,10 @@ def error_for(status: int, answer: dict) -> DashScopeError:
         logger.warning("%s", detail)
         return DashScopeError(
             _("The crowd-removal service is busy right now. Please try again in a few minutes."),
-            detail, retryable=True, code=code, status=status,
+            detail,
+            retryable=True,
+            code=code,
+            status=status,
         )
     if code in ("InvalidParameter.ImageFormat", "InvalidParameter.ImageContent", "InvalidParameter.FileDownload"):
         logger.warning("%s", detail)

@@ -168,8 +168,13 @@ def never_sent(exc: requests.RequestException) -> bool:
 
 # Raised before anything reached the server: a request that could not be prepared (a header value
 # with a newline, a malformed URL) or a TLS handshake that failed.
-_NOT_SENT = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-             requests.exceptions.MissingSchema, requests.exceptions.SSLError)
+_NOT_SENT = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.SSLError,
+)
 
 
 def not_sent(exc: requests.RequestException) -> bool:

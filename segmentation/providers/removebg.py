@@ -25,8 +25,15 @@ from PIL import Image
 
 from segmentation.engines.base import EngineError
 from segmentation.images import WORKING_LONG_SIDE, Photo, fit_pixels
-from segmentation.providers.http import (TRANSIENT_STATUSES, RetryPolicy, Timeouts, never_sent, new_session, not_sent,
-                                         send)
+from segmentation.providers.http import (
+    TRANSIENT_STATUSES,
+    RetryPolicy,
+    Timeouts,
+    never_sent,
+    new_session,
+    not_sent,
+    send,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +53,15 @@ TIMEOUTS = Timeouts(connect=5.0, read=90.0)
 # opened: three tries in all. A connection lost after the upload is not repeated: remove.bg may have
 # made (and charged for) the cutout, and a proxy that cuts large answers (a 25 MP ZIP) would charge
 # every try. The visitor can still try again, knowingly.
-RETRY_POLICY = RetryPolicy(attempts=3, base_delay=0.5, max_delay=4.0, rate_limit_retries=2, retry_after_cap=10.0,
-                           retry_statuses=TRANSIENT_STATUSES, retry_sent_requests=False)
+RETRY_POLICY = RetryPolicy(
+    attempts=3,
+    base_delay=0.5,
+    max_delay=4.0,
+    rate_limit_retries=2,
+    retry_after_cap=10.0,
+    retry_statuses=TRANSIENT_STATUSES,
+    retry_sent_requests=False,
+)
 
 USER_AGENT = "portraitsite (+remove.bg API v1.0 client)"
 
@@ -234,8 +248,14 @@ def _decode_result(response: requests.Response, output_format: str) -> Image.Ima
                 raise ValueError(f"expected a PNG, got {im.format}")
             im.load()
             return im.convert("RGBA")
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        KeyError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise RemoveBgError(
             _unavailable_message(),
             f"remove.bg sent an unreadable {output_format} result ({len(body)} bytes, "
@@ -278,8 +298,11 @@ def _error_for(response: requests.Response) -> RemoveBgError:
     if status == 400 and (code == "unknown_foreground" or "foreground" in title.lower()):
         return RemoveBgError(_no_person_message(), described, retryable=False, status=status, code=code)
     if status == 402:
-        logger.error("remove.bg is out of credits (%s). Top up the account at https://www.remove.bg/ "
-                     "(Dashboard › API); cutouts fail until then.", described)
+        logger.error(
+            "remove.bg is out of credits (%s). Top up the account at https://www.remove.bg/ "
+            "(Dashboard › API); cutouts fail until then.",
+            described,
+        )
         return RemoveBgError(_unavailable_message(), described, retryable=True, status=status, code=code)
     if status in (401, 403):
         logger.error("remove.bg refused the API key (%s). Check REMOVEBG_API_KEY.", described)

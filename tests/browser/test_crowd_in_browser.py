@@ -21,7 +21,9 @@ def test_a_dropped_photo_has_its_passers_by_removed_and_is_unlocked_by_keyboard_
     assert page.is_checked("#id_mode_crowd")
     visitor.drop_file(photo, name="street.jpg")
     assert "street.jpg" in page.inner_text("#chosen-name")
-    assert page.eval_on_selector("#id_image", "input => input.files.length === 1 && input.files[0].name === 'street.jpg'")
+    assert page.eval_on_selector(
+        "#id_image", "input => input.files.length === 1 && input.files[0].name === 'street.jpg'"
+    )
     page.click("#upload-button")
 
     page.wait_for_selector("#unlock-form", timeout=TIMEOUT_MS)

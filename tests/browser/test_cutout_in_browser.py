@@ -59,7 +59,9 @@ def test_a_visitor_removes_a_background_and_downloads_it_on_several_backgrounds(
     page.evaluate("window.__sameDocument = true")
     held_engine.release.set()
     page.wait_for_selector("#stage img", timeout=TIMEOUT_MS)
-    page.wait_for_function("document.querySelector('#stage img').complete && document.querySelector('#stage img').naturalWidth > 0")
+    page.wait_for_function(
+        "document.querySelector('#stage img').complete && document.querySelector('#stage img').naturalWidth > 0"
+    )
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating itself"
     assert page.inner_text("#status").strip() == "Your preview is ready."
     assert page.get_attribute("#status", "aria-live") == "polite"

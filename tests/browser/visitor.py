@@ -52,8 +52,16 @@ class Visitor:
     events: list = field(default_factory=list)  # whatever a page reports through window.__report
 
     @classmethod
-    def open(cls, browser, base_url: str, *, javascript: bool = True, viewport: dict = DESKTOP,
-             locale: str = "en-GB", phone: bool = False) -> Visitor:
+    def open(
+        cls,
+        browser,
+        base_url: str,
+        *,
+        javascript: bool = True,
+        viewport: dict = DESKTOP,
+        locale: str = "en-GB",
+        phone: bool = False,
+    ) -> Visitor:
         options = {"java_script_enabled": javascript, "viewport": viewport, "locale": locale, "accept_downloads": True}
         if phone:
             options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
@@ -68,8 +76,13 @@ class Visitor:
         page.on("request", lambda request: visitor.requests.append(request.url))
         # Chromium reports a header it cannot parse (an unknown Permissions-Policy feature) as a
         # warning, not an error: those count too.
-        page.on("console", lambda message: (message.type == "error" or "Permissions-Policy" in message.text)
-                and visitor.console_errors.append(message.text))
+        page.on(
+            "console",
+            lambda message: (
+                (message.type == "error" or "Permissions-Policy" in message.text)
+                and visitor.console_errors.append(message.text)
+            ),
+        )
         page.on("pageerror", lambda error: visitor.page_errors.append(str(error)))
         visitor.page = page
         return visitor
@@ -98,7 +111,9 @@ class Visitor:
         assert not self.csp_violations, f"CSP violations: {self.csp_violations}"
         assert not any("Content Security Policy" in text for text in self.console_errors), self.console_errors
         origin = urlsplit(self.base_url).netloc
-        foreign = [url for url in self.requests if not url.startswith(("data:", "blob:")) and urlsplit(url).netloc != origin]
+        foreign = [
+            url for url in self.requests if not url.startswith(("data:", "blob:")) and urlsplit(url).netloc != origin
+        ]
         assert not foreign, f"requests to other origins: {foreign}"
 
     def assert_no_cookies(self) -> None:
@@ -175,7 +190,9 @@ class Visitor:
         )
 
     def images_without_alt(self) -> list[str]:
-        return self.page.evaluate("() => [...document.images].filter((im) => !im.hasAttribute('alt')).map((im) => im.src)")
+        return self.page.evaluate(
+            "() => [...document.images].filter((im) => !im.hasAttribute('alt')).map((im) => im.src)"
+        )
 
 
 _CONTRAST_SCRIPT = """

@@ -44,7 +44,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.fakes.server import (
-    AT_ONCE, Answer, FakeServer, Pacing, ReceivedRequest, command_line, fixture, recorded_sleeps,
+    AT_ONCE,
+    Answer,
+    FakeServer,
+    Pacing,
+    ReceivedRequest,
+    command_line,
+    fixture,
+    recorded_sleeps,
 )
 
 if TYPE_CHECKING:  # the fake runs on its own, without Django: the site's modules load only in tests
@@ -112,8 +119,9 @@ class FakeDashScope(FakeServer):
 
     # --- switches ---------------------------------------------------------------------------------
 
-    def fail_next(self, status: int, code: str, message: str = "", *, times: int = 1,
-                  retry_after: str | int | None = None) -> None:
+    def fail_next(
+        self, status: int, code: str, message: str = "", *, times: int = 1, retry_after: str | int | None = None
+    ) -> None:
         """Answer the next `times` valid generation calls with this error."""
         forced = Forced(status, code, message or f"fake {code}", None if retry_after is None else str(retry_after))
         self._push(self._forced, [forced] * times)
@@ -122,8 +130,13 @@ class FakeDashScope(FakeServer):
         self.fail_next(400, "DataInspectionFailed", "Input data may contain inappropriate content.", times=times)
 
     def throttle_next(self, times: int = 1, retry_after: str | int | None = None) -> None:
-        self.fail_next(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.",
-                       times=times, retry_after=retry_after)
+        self.fail_next(
+            429,
+            "Throttling.RateQuota",
+            "Requests rate limit exceeded, please try again later.",
+            times=times,
+            retry_after=retry_after,
+        )
 
     def break_next(self, times: int = 1) -> None:
         self.fail_next(500, "InternalError", "An internal error has occured, please try again later.", times=times)
@@ -204,8 +217,9 @@ class FakeDashScope(FakeServer):
         edited = self.edit(frame, _output_size(parameters.get("size"), frame.size))
         url = self.publish(edited) if self.result_url is None else self.result_url
         answer = {
-            "output": {"choices": [{"finish_reason": "stop", "message": {
-                "role": "assistant", "content": [{"image": url}]}}]},
+            "output": {
+                "choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": [{"image": url}]}}]
+            },
             "usage": {"width": edited.width, "height": edited.height, "image_count": 1},
             "request_id": request_id,
         }
@@ -230,8 +244,9 @@ class FakeDashScope(FakeServer):
         signature = self._sign(name, expires)
         with self._lock:
             self._results[name] = StoredResult(buffer.getvalue(), expires, signature)
-        query = urllib.parse.urlencode({"Expires": expires, "OSSAccessKeyId": "LTAI5tFakeAccessKeyId",
-                                        "Signature": signature})
+        query = urllib.parse.urlencode(
+            {"Expires": expires, "OSSAccessKeyId": "LTAI5tFakeAccessKeyId", "Signature": signature}
+        )
         return f"{self.origin}/results/{name}.png?{query}"
 
     def _sign(self, name: str, expires: int) -> str:
@@ -257,8 +272,9 @@ class FakeDashScope(FakeServer):
             stored = self._results.get(name)
         if stored is None:
             return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
-        if not hmac.compare_digest(request.query.get("Signature", ""), stored.signature) or \
-                request.query.get("Expires") != str(stored.expires):
+        if not hmac.compare_digest(request.query.get("Signature", ""), stored.signature) or request.query.get(
+            "Expires"
+        ) != str(stored.expires):
             return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
         if time.time() > stored.expires:
             return _oss_error(403, "AccessDenied", "Request has expired.")
@@ -373,23 +389,25 @@ def _decode_image(reference: str) -> Image.Image:
     return frame
 
 
-def redraw(frame: Image.Image, size: tuple[int, int], *, erase=(), colour_shift: int = 2, blur: float = 0.0,
-           zoom: float = 1.0) -> Image.Image:
+def redraw(
+    frame: Image.Image, size: tuple[int, int], *, erase=(), colour_shift: int = 2, blur: float = 0.0, zoom: float = 1.0
+) -> Image.Image:
     """What the fake model does: erase the rectangles in `erase` (fractions of the frame) with the
     colour around each, then redraw the frame at `size` with a model's drift."""
     pixels = np.array(frame.convert("RGB"))
     height, width = pixels.shape[:2]
     for left, top, right, bottom in erase:
         box = (int(left * width), int(top * height), int(np.ceil(right * width)), int(np.ceil(bottom * height)))
-        pixels[box[1]:box[3], box[0]:box[2]] = _ring_median(pixels, box)
+        pixels[box[1] : box[3], box[0] : box[2]] = _ring_median(pixels, box)
     image = Image.fromarray(pixels)
     if zoom != 1.0:
         # Zoom about the centre straight into the output grid (reflecting at the border when
         # zooming out), as the model's own slight reframing does.
         sx, sy = width / size[0] / zoom, height / size[1] / zoom
         to_input = np.array([[sx, 0, (width - sx * size[0]) / 2], [0, sy, (height - sy * size[1]) / 2]])
-        warped = cv2.warpAffine(pixels, to_input, size, flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_REFLECT)
+        warped = cv2.warpAffine(
+            pixels, to_input, size, flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT
+        )
         image = Image.fromarray(warped)
     else:
         image = image.resize(size, Image.Resampling.LANCZOS)
@@ -405,11 +423,15 @@ def _ring_median(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarr
     """The median colour just outside `box`: what a plain background behind a person looks like."""
     height, width = pixels.shape[:2]
     margin = max(2, (box[2] - box[0]) // 10)
-    outer = (max(0, box[0] - margin), max(0, box[1] - margin),
-             min(width, box[2] + margin), min(height, box[3] + margin))
+    outer = (
+        max(0, box[0] - margin),
+        max(0, box[1] - margin),
+        min(width, box[2] + margin),
+        min(height, box[3] + margin),
+    )
     ring = np.ones((outer[3] - outer[1], outer[2] - outer[0]), bool)
-    ring[box[1] - outer[1]:box[3] - outer[1], box[0] - outer[0]:box[2] - outer[0]] = False
-    region = pixels[outer[1]:outer[3], outer[0]:outer[2]]
+    ring[box[1] - outer[1] : box[3] - outer[1], box[0] - outer[0] : box[2] - outer[0]] = False
+    region = pixels[outer[1] : outer[3], outer[0] : outer[2]]
     return np.median(region[ring], axis=0).astype(np.uint8) if ring.any() else np.array([128, 128, 128], np.uint8)
 
 
@@ -419,8 +441,7 @@ def _error(status: int, code: str, message: str, request_id: str) -> Answer:
 
 
 def _oss_error(status: int, code: str, message: str) -> Answer:
-    payload = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               f"<Error><Code>{code}</Code><Message>{message}</Message></Error>")
+    payload = f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message></Error>'
     return status, [("Content-Type", "application/xml")], payload.encode()
 
 
@@ -452,8 +473,10 @@ def street_scene(width: int, height: int) -> Scene:
     draw = ImageDraw.Draw(image)
     subject = (0.38, 0.2, 0.62, 1.0)
     left, upper, right, lower = int(subject[0] * width), int(subject[1] * height), int(subject[2] * width), height
-    draw.ellipse((left + (right - left) * 0.25, upper, right - (right - left) * 0.25, upper + (lower - upper) * 0.3),
-                 fill=(224, 172, 140))
+    draw.ellipse(
+        (left + (right - left) * 0.25, upper, right - (right - left) * 0.25, upper + (lower - upper) * 0.3),
+        fill=(224, 172, 140),
+    )
     stripe = max(1, width // 400)
     for x in range(left, right, 2 * stripe):  # detail no 2048-px model frame can carry at full size
         draw.rectangle((x, upper + (lower - upper) * 0.32, x + stripe - 1, lower), fill=(30, 60, 120))
@@ -508,8 +531,13 @@ def erase_people(photo: Photo | None = None) -> EditedImage:
 
 def main() -> None:
     parser = command_line(__doc__, port=8902, key=DEFAULT_KEY)
-    parser.add_argument("--erase", action="append", default=[], metavar="L,T,R,B",
-                        help="a rectangle to erase, as fractions of the frame (repeatable)")
+    parser.add_argument(
+        "--erase",
+        action="append",
+        default=[],
+        metavar="L,T,R,B",
+        help="a rectangle to erase, as fractions of the frame (repeatable)",
+    )
     arguments = parser.parse_args()
     fake = FakeDashScope(api_key=arguments.key, host=arguments.host, port=arguments.port)
     fake.erase = [tuple(float(v) for v in box.split(",")) for box in arguments.erase]

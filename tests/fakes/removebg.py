@@ -119,13 +119,29 @@ class FakeRemoveBg(FakeServer):
 
     # --- switches ---------------------------------------------------------------------------------
 
-    def fail_next(self, status: int, times: int = 1, *, title: str | None = None, code: str | None = None,
-                  detail: str | None = None, retry_after: str | int | float | None = None,
-                  body: bytes | None = None, content_type: str = "application/json") -> None:
+    def fail_next(
+        self,
+        status: int,
+        times: int = 1,
+        *,
+        title: str | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+        retry_after: str | int | float | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         """Answer the next `times` authenticated requests with `status` instead of a cutout."""
         default_titles = {402: "Insufficient credits", 429: "Rate limit exceeded", 503: "Service unavailable"}
-        forced = Forced(status, title if title is not None else default_titles.get(status, "Error"), code, detail,
-                        None if retry_after is None else str(retry_after), body, content_type)
+        forced = Forced(
+            status,
+            title if title is not None else default_titles.get(status, "Error"),
+            code,
+            detail,
+            None if retry_after is None else str(retry_after),
+            body,
+            content_type,
+        )
         self._push(self._forced, [forced] * times)
 
     def drop_next(self, times: int = 1) -> None:
@@ -196,11 +212,19 @@ class FakeRemoveBg(FakeServer):
         return Pacing(pause=seconds) if mid_body else Pacing(before=seconds)
 
     def _account(self) -> Answer:
-        payload = {"data": {"attributes": {
-            "credits": {"total": 1000 - self.credits_charged, "subscription": 0, "payg": 1000 - self.credits_charged,
-                        "enterprise": 0},
-            "api": {"free_calls": 50, "sizes": "all"},
-        }}}
+        payload = {
+            "data": {
+                "attributes": {
+                    "credits": {
+                        "total": 1000 - self.credits_charged,
+                        "subscription": 0,
+                        "payg": 1000 - self.credits_charged,
+                        "enterprise": 0,
+                    },
+                    "api": {"free_calls": 50, "sizes": "all"},
+                }
+            }
+        }
         return 200, [("Content-Type", "application/json")], json.dumps(payload).encode()
 
     def _remove_background(self, request: ReceivedRequest, values: dict[str, str], image: bytes) -> Answer:
@@ -242,8 +266,12 @@ class FakeRemoveBg(FakeServer):
         remaining, reset = self._charge(credits, width * height)
         request.credits = credits
         left, top, right, bottom = box
-        foreground = {"foreground_top": top, "foreground_left": left,
-                      "foreground_width": right - left, "foreground_height": bottom - top}
+        foreground = {
+            "foreground_top": top,
+            "foreground_left": left,
+            "foreground_width": right - left,
+            "foreground_height": bottom - top,
+        }
         headers = [
             ("X-Credits-Charged", f"{credits:g}"),
             ("X-Width", str(rgb.width)),
@@ -382,8 +410,11 @@ def _foreground_alpha(rgb: Image.Image) -> Image.Image:
     Like real matting models it works on a reduced copy (≤ 1 MP) and scales the mask up."""
     if rgb.width * rgb.height > MASK_WORKING_PIXELS:
         scale = math.sqrt(MASK_WORKING_PIXELS / (rgb.width * rgb.height))
-        small = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))), Image.Resampling.BILINEAR,
-                           reducing_gap=2.0)
+        small = rgb.resize(
+            (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
         return _foreground_alpha(small).resize(rgb.size, Image.Resampling.BILINEAR)
     pixels = np.asarray(rgb)
     height, width = pixels.shape[:2]

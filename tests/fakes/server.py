@@ -21,8 +21,10 @@ from typing import Any, Self
 try:
     from pytest import fixture
 except ImportError:  # a fake run on its own needs no pytest: its fixtures are then plain functions
+
     def fixture(function):
         return function
+
 
 # status, headers, body; status 0 hangs up without answering (after reading the request).
 Answer = tuple[int, list[tuple[str, str]], bytes]
@@ -104,8 +106,7 @@ class FakeServer:
 
     def start(self) -> Self:
         # A short poll interval: shutdown() waits for the loop to notice, once per test.
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.name,
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=self.name, daemon=True)
         self._thread.start()
         return self
 
@@ -125,8 +126,9 @@ class FakeServer:
     def serve_until_interrupted(self) -> None:
         """Serve in the foreground (`python -m tests.fakes.…`), after printing the settings that
         point the site at this fake."""
-        print(f"{self.settings_prefix}_API_URL={self.base_url}\n{self.settings_prefix}_API_KEY={self.api_key}",
-              flush=True)
+        print(
+            f"{self.settings_prefix}_API_URL={self.base_url}\n{self.settings_prefix}_API_KEY={self.api_key}", flush=True
+        )
         try:
             self._server.serve_forever()
         except KeyboardInterrupt:
