@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import http.client
+import importlib.util
 import pickle
 import statistics
 import sys

@@ -103,10 +103,10 @@ class PrivateExceptionReporterFilter(SafeExceptionReporterFilter):
     def get_post_parameters(self, request):
         if request is None:
             return {}
-        return {name: self.cleansed_substitute for name in request.POST}
+        return dict.fromkeys(request.POST, self.cleansed_substitute)
 
     def get_safe_cookies(self, request):
-        return {name: self.cleansed_substitute for name in getattr(request, "COOKIES", {})}
+        return dict.fromkeys(getattr(request, "COOKIES", {}), self.cleansed_substitute)
 
     def get_safe_request_meta(self, request):
         meta = getattr(request, "META", {})

@@ -139,7 +139,7 @@ def test_every_kind_of_page_carries_the_headers_and_a_strict_csp(client, monkeyp
     client.raise_request_exception = False
     responses["500"] = client.get("/")
     assert responses["500"].status_code == 500
-    for name, response in responses.items():
+    for response in responses.values():
         assert_security_headers(response)
         assert_strict_csp(response)
         if response["Content-Type"].startswith("text/html"):

@@ -115,12 +115,9 @@ def template_messages() -> dict:
         for call in _CALL.finditer(code):
             name = call.group(1)
             strings = [ast.literal_eval(literal) for literal in re.findall(_LITERAL, call.group(2))]
-            key = {
-                "gettext": lambda: strings[0],
-                "ngettext": lambda: (strings[0], strings[1]),
-                "pgettext": lambda: strings[1],
-                "npgettext": lambda: (strings[1], strings[2]),
-            }[name]()
+            # Which literals make the catalogue key: (msgid,) or (msgid, plural), after any context.
+            first, last = {"gettext": (0, 1), "ngettext": (0, 2), "pgettext": (1, 2), "npgettext": (1, 3)}[name]
+            key = strings[first] if last - first == 1 else tuple(strings[first:last])
             found.setdefault(key, where)
     return found
 
@@ -151,10 +148,7 @@ def test_the_compiled_catalogue_matches_its_source():
         compiled = gnu_gettext.GNUTranslations(handle)
     stale = []
     for key, entry in read_po().items():
-        if isinstance(key, tuple):
-            shown = compiled.ngettext(key[0], key[1], 1)
-        else:
-            shown = compiled.gettext(key)
+        shown = compiled.ngettext(key[0], key[1], 1) if isinstance(key, tuple) else compiled.gettext(key)
         if shown != entry["msgstr"]:
             stale.append(key)
     assert not stale, f"run compilemessages: the .mo differs from the .po for {stale[:5]}"

@@ -27,7 +27,7 @@ def test_model_answers_a_256_square_probability_map():
     picture = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     chance = selfie.person_probability(picture)
     assert chance.shape == (256, 256) and chance.dtype == np.float32
-    assert 0.0 <= chance.min() and chance.max() <= 1.0
+    assert chance.min() >= 0.0 and chance.max() <= 1.0
     assert selfie.person_probability(picture, (400, 300)).shape == (300, 400)
 
 

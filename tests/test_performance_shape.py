@@ -136,7 +136,7 @@ def test_previews_of_one_size_share_one_watermark(monkeypatch):
     photos = [portrait_scene(800, 600, seed=1), portrait_scene(800, 600, seed=2), portrait_scene(600, 800, seed=1)]
     previews = [Image.open(io.BytesIO(images.render_preview(photo))).convert("RGB") for photo in photos]
     assert len(drawn) == 2  # one watermark for each size, not one for each preview
-    for photo, preview in zip(photos, previews):
+    for photo, preview in zip(photos, previews, strict=True):
         plain = np.asarray(images.fit_pixels(photo, images.PREVIEW_MAX_PIXELS).convert("RGB"), dtype=np.int16)
         marked = np.abs(np.asarray(preview, dtype=np.int16) - plain).max(axis=2) > 40
         assert marked.mean() > 0.05, "the watermark covers the frame, also when it was drawn before"

@@ -127,7 +127,9 @@ def test_the_store_stays_within_its_budget_after_admitted_jobs_have_grown(client
         if response.status_code != 303:
             break
         admitted.append(token_of(response))
-    for token, code in zip(admitted, issue(count=len(admitted), max_uses=1, expires_at=None, label="m").displayed):
+    for token, code in zip(
+        admitted, issue(count=len(admitted), max_uses=1, expires_at=None, label="m").displayed, strict=True
+    ):
         assert wait_ready(token).state == store.READY
         client.post(f"/jobs/{token}/unlock", {"code": code})
         assert wait_unlocked(token).unlocked

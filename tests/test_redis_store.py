@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from portraitsite import checks
 from segmentation import cache, store
 from tests.flow import token_of, upload

@@ -79,6 +79,15 @@ class UnlockCode(models.Model):
     def __str__(self) -> str:
         return f"…-{self.hint}"
 
+    def save(self, *args, **kwargs) -> None:
+        # Saving a code loaded a while ago must not write back a stale `used` (or touch the
+        # digest): those columns change only through the conditional UPDATEs of redemption.
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in ("used", "digest")
+            ]
+        super().save(*args, **kwargs)
+
     @property
     def state(self) -> str:
         if not self.active:
@@ -99,15 +108,6 @@ class UnlockCode(models.Model):
                 },
                 code="below_used",
             )
-
-    def save(self, *args, **kwargs) -> None:
-        # Saving a code loaded a while ago must not write back a stale `used` (or touch the
-        # digest): those columns change only through the conditional UPDATEs of redemption.
-        if not self._state.adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = [
-                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in ("used", "digest")
-            ]
-        super().save(*args, **kwargs)
 
 
 class Redemption(models.Model):

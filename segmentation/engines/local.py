@@ -133,7 +133,7 @@ def _guided_filter(rgb: np.ndarray, target: np.ndarray, radius: int) -> np.ndarr
     height, width = target.shape
     guide = rgb.astype(np.float32) * np.float32(1 / 255)
     small_size = (max(1, width // MATTE_SUBSAMPLE), max(1, height // MATTE_SUBSAMPLE))
-    I = cv2.resize(guide, small_size, interpolation=cv2.INTER_AREA)
+    I = cv2.resize(guide, small_size, interpolation=cv2.INTER_AREA)  # noqa: E741 (the paper's name for the guide)
     p = cv2.resize(target, small_size, interpolation=cv2.INTER_AREA)
     window = (2 * max(1, radius // MATTE_SUBSAMPLE) + 1,) * 2
 

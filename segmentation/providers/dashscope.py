@@ -7,10 +7,11 @@ Alibaba's storage (it lives 24 h; there is no delete call), which we fetch at on
 
 Each call costs money (about 0.2 CNY per output image), so a job never calls twice: we retry only
 what cannot have been billed — a connection that was never made, a 429 throttle, a 500/503
-(failed calls are not billed; a 504 gateway timeout may hide a model that ran, so it is not). A read timeout or a connection dropped after the request went out
-may have produced (and billed) an image, so those end the job. The shared retry loop in
-`segmentation.providers.http` applies that rule (`RETRY_POLICY`); the result download, which costs
-nothing, may also repeat after a dropped connection.
+(failed calls are not billed; a 504 gateway timeout may hide a model that ran, so it is not).
+A read timeout or a connection dropped after the request went out may have produced (and billed)
+an image, so those end the job. The shared retry loop in `segmentation.providers.http` applies that
+rule (`RETRY_POLICY`); the result download, which costs nothing, may also repeat after a dropped
+connection.
 
 Contract: /work/shared/specs/dashscope.md. Never logged: the key, image bytes, data URIs, and the
 result URL's query (its signature).

@@ -152,7 +152,8 @@ class Visitor:
               const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
               const transfer = new DataTransfer();
               transfer.items.add(new File([bytes], name, { type }));
-              document.body.dispatchEvent(new ClipboardEvent("paste", { bubbles: true, cancelable: true, clipboardData: transfer }));
+              const paste = { bubbles: true, cancelable: true, clipboardData: transfer };
+              document.body.dispatchEvent(new ClipboardEvent("paste", paste));
             }""",
             [base64.b64encode(data).decode(), name, mime],
         )
@@ -185,7 +186,8 @@ class Visitor:
         return self.page.evaluate(
             """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea, button")]
                 .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
-                                && !el.getAttribute("aria-labelledby") && !(el.tagName === "BUTTON" && el.textContent.trim()))
+                                && !el.getAttribute("aria-labelledby")
+                                && !(el.tagName === "BUTTON" && el.textContent.trim()))
                 .map((el) => el.outerHTML.slice(0, 120))"""
         )
 

@@ -384,7 +384,7 @@ def _decode_image(reference: str) -> Image.Image:
             frame = im.convert("RGB")
     except Exception:
         raise Refused(400, "InvalidParameter.ImageFormat", "The image cannot be decoded.") from None
-    if not (MIN_SIDE <= min(frame.size) and max(frame.size) <= MAX_SIDE):
+    if not (min(frame.size) >= MIN_SIDE and max(frame.size) <= MAX_SIDE):
         raise Refused(400, "InvalidParameter.ImageContent", "Image sides must be between 384 and 3072 pixels.")
     return frame
 
