@@ -235,9 +235,9 @@ class Visitor:
         )
         if response.status_code != 303:
             raise RuntimeError(f"unlock answered {response.status_code}")
-        status = self.wait(token, lambda s: s["unlock"] != "finishing")
+        status = self.wait(token, lambda s: s["delivery"] != "finishing")
         if not status["unlocked"]:
-            raise RuntimeError(f"unlock failed: {status['unlock_error']}")
+            raise RuntimeError(f"unlock failed: {status['delivery_error']}")
         return status
 
     def get(self, path: str) -> bytes:

@@ -1,6 +1,6 @@
 """Running jobs: a bounded worker pool inside the web process, and the two phases of a job.
 
-Phase one (`process`) runs the engine's start() at upload and stores the watermarked preview.
+Phase one (`start`) runs the engine's start() at upload and stores the watermarked preview.
 Phase two (`finish`) runs after the visitor's code has been reserved; it stores the
 full-resolution result and confirms the unlock, or gives the code back if anything fails, so a
 failure never costs a visitor their code.
@@ -101,7 +101,7 @@ def pool() -> Pool:
 
 
 def _photo_of(job: store.Job, original: bytes) -> Photo:
-    return Photo(original, **job.photo)
+    return Photo(original, **job.photo_meta)
 
 
 def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
@@ -117,7 +117,7 @@ def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
 
 
 @in_visitors_language
-def process(token: str, photo: Photo) -> None:
+def start(token: str, photo: Photo) -> None:
     """Phase one: the engine's first pass, the previews, and the job marked ready or failed."""
     job = store.get(token)
     if job is None or job.state != store.QUEUED:
@@ -132,10 +132,10 @@ def process(token: str, photo: Photo) -> None:
         if job is None or job.state != store.PROCESSING:
             return  # deleted, expired or timed out meanwhile: keep nothing
         # A store that refuses a write (Redis at maxmemory) fails the job now, not at the deadline.
-        store.put_blob(job, "preview", preview)
-        store.put_blob(job, "before", before)
+        store.put_image(job, "preview", preview)
+        store.put_image(job, "before", before)
         if draft.carry is not None:
-            store.put_blob(job, "carry", draft.carry)
+            store.put_image(job, "carry", draft.carry)
         job.state, job.note = store.READY, draft.note
         store.save(job)  # a delete that raced with the writes above purges them here
     except EngineError as exc:
@@ -164,18 +164,18 @@ def finish(token: str, redemption: int) -> None:
     if not _waiting_for(job, redemption):
         _give_back(token, redemption, "")
         return
-    job.unlock_started_at = time.time()  # the deadline counts from here, not from the queue
+    job.delivery_started_at = time.time()  # the deadline counts from here, not from the queue
     store.save(job)
     try:
-        original = store.get_blob(job, "original")
+        original = store.get_image(job, "original")
         if original is None:
             raise EngineError(_("This photo has expired. Please upload it again."), "original gone")
-        result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_blob(job, "carry"))
+        result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_image(job, "carry"))
         job = store.get(token)
         if not _waiting_for(job, redemption):
             _give_back(token, redemption, "")  # deleted, expired or timed out before delivery
             return
-        store.put_blob(job, "result", result.data)
+        store.put_image(job, "result", result.data)
     except EngineError as exc:
         logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
         _give_back(token, redemption, exc.visitor_message)
@@ -184,9 +184,9 @@ def finish(token: str, redemption: int) -> None:
         logger.exception("Full result crashed in %s %s engine.", job.engine, job.mode)
         _give_back(token, redemption, _("Something went wrong while preparing the full-resolution image."))
         return
-    store.delete_blob(job, "carry")  # no longer needed; frees RAM for other visitors
+    store.delete_image(job, "carry")  # no longer needed; frees RAM for other visitors
     # The reservation is now a delivered use; the job forgets which redemption paid for it.
-    job.unlock, job.unlock_error, job.redemption = store.UNLOCKED, "", None
+    job.delivery, job.delivery_error, job.redemption = store.UNLOCKED, "", None
     job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
     if store.save(job):
         from unlock.redemption import confirm
@@ -197,7 +197,7 @@ def finish(token: str, redemption: int) -> None:
 
 
 def _waiting_for(job: store.Job | None, redemption: int) -> bool:
-    return job is not None and job.unlock == store.FINISHING and job.redemption == redemption
+    return job is not None and job.delivery == store.FINISHING and job.redemption == redemption
 
 
 def _give_back(token: str, redemption: int, message: str) -> None:
@@ -208,6 +208,6 @@ def _give_back(token: str, redemption: int, message: str) -> None:
     release(redemption)
     job = store.get(token)
     if _waiting_for(job, redemption):
-        job.unlock, job.redemption = store.LOCKED, None
-        job.unlock_error = message + " " + _("Your code was not used; you can try again.")
+        job.delivery, job.redemption = store.LOCKED, None
+        job.delivery_error = message + " " + _("Your code was not used; you can try again.")
         store.save(job)

@@ -24,13 +24,13 @@ QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
 # The second phase, after a code has been reserved: the full-resolution result is being made.
 LOCKED, FINISHING, UNLOCKED = "locked", "finishing", "unlocked"
 
-BLOBS = ("original", "before", "preview", "carry", "result")
+IMAGES = ("original", "before", "preview", "carry", "result")
 # What a job may still add after its upload, reserved at admission and drawn down as it is stored:
 # the full-resolution result (an RGBA PNG, at worst uncompressed) plus previews and engine state.
 RESULT_BYTES_PER_PIXEL = 4
 PREVIEW_AND_STATE_BYTES = 2 * 1024**2
-# Entries a job can occupy at most: record, blobs, reservation, tombstone, unlocking guard.
-ENTRIES_PER_JOB = len(BLOBS) + 4
+# Entries a job can occupy at most: record, images, reservation, tombstone, unlocking guard.
+ENTRIES_PER_JOB = len(IMAGES) + 4
 _admission = threading.Lock()
 
 
@@ -49,15 +49,15 @@ class Job:
     engine: str  # name of the engine that runs it
     created_at: float
     expires_at: float
-    photo: dict = field(default_factory=dict)  # media_type, width, height, orientation, has_alpha
+    photo_meta: dict = field(default_factory=dict)  # Photo.meta(): media_type, width, height, orientation, has_alpha
     language: str = "en"  # the visitor's, so that messages made in the worker speak it too
     state: str = QUEUED
     error: str = ""  # for the visitor, when state is FAILED
     note: str = ""  # for the visitor, about a result that is ready
     started_at: float | None = None
-    unlock: str = LOCKED
-    unlock_error: str = ""  # for the visitor, when making the full result failed
-    unlock_started_at: float | None = None
+    delivery: str = LOCKED  # of the full-resolution result: LOCKED, FINISHING, UNLOCKED
+    delivery_error: str = ""  # for the visitor, when making the full result failed
+    delivery_started_at: float | None = None
     redemption: int | None = None  # the reserved use of a code while FINISHING
     result: dict = field(default_factory=dict)  # media_type, width, height once UNLOCKED
 
@@ -67,18 +67,18 @@ class Job:
 
     @property
     def unlocked(self) -> bool:
-        return self.unlock == UNLOCKED
+        return self.delivery == UNLOCKED
 
     @property
     def busy(self) -> bool:
-        return self.state in (QUEUED, PROCESSING) or self.unlock == FINISHING
+        return self.state in (QUEUED, PROCESSING) or self.delivery == FINISHING
 
 
 def _cache():
     return caches[settings.JOB_CACHE_ALIAS]
 
 
-def _blob_key(token: str, name: str) -> str:
+def _image_key(token: str, name: str) -> str:
     return f"{token}:{name}"
 
 
@@ -110,20 +110,20 @@ def _admit(mode, engine, photo_meta, original, language, growth) -> Job:
         engine=engine,
         created_at=now,
         expires_at=now + settings.JOB_TTL_SECONDS,
-        photo=photo_meta,
+        photo_meta=photo_meta,
         language=language,
     )
     try:
         if hasattr(_cache(), "reserve"):
-            _cache().reserve(_blob_key(job.token, "reserved"), growth, timeout=settings.JOB_TTL_SECONDS)
-        put_blob(job, "original", original)
+            _cache().reserve(_image_key(job.token, "reserved"), growth, timeout=settings.JOB_TTL_SECONDS)
+        put_image(job, "original", original)
         save(job)
     except Exception as exc:
         # Redis at maxmemory (noeviction) refuses writes: admission raced with other processes and
         # the budget was set too close to maxmemory. That is a full store, not a crash.
         if not cache.is_out_of_memory(exc):
             raise
-        _cache().delete_many([job.token, _blob_key(job.token, "original")])
+        _cache().delete_many([job.token, _image_key(job.token, "original")])
         raise StoreFull(retry_after=60) from exc
     return job
 
@@ -152,13 +152,13 @@ def _enforce_deadline(job: Job) -> Job:
     if stuck_since and now - stuck_since > deadline:
         logger.warning("Job stuck %s for over %ss; marked failed.", job.state, deadline)
         fail(job, _("Processing took too long and was stopped. Please try again."))
-    elif job.unlock == FINISHING and job.unlock_started_at and now - job.unlock_started_at > deadline:
+    elif job.delivery == FINISHING and job.delivery_started_at and now - job.delivery_started_at > deadline:
         from unlock.redemption import release
 
         if job.redemption is not None:
             release(job.redemption)
-        job.unlock, job.redemption = LOCKED, None
-        job.unlock_error = _(
+        job.delivery, job.redemption = LOCKED, None
+        job.delivery_error = _(
             "Preparing the full-resolution image took too long. Your code was not used; please try again."
         )
         logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
@@ -183,28 +183,28 @@ def save(job: Job) -> bool:
     if remaining <= 0:
         return False
     _cache().set(job.token, asdict(job), timeout=remaining)
-    if _cache().get(_blob_key(job.token, "deleted")):
+    if _cache().get(_image_key(job.token, "deleted")):
         _purge(job.token)
         return False
     return True
 
 
-def put_blob(job: Job, name: str, data: bytes) -> None:
-    assert name in BLOBS, name
+def put_image(job: Job, name: str, data: bytes) -> None:
+    assert name in IMAGES, name
     remaining = job.expires_at - time.time()
     if remaining > 0:
         backend = _cache()
-        backend.set(_blob_key(job.token, name), data, timeout=remaining)
+        backend.set(_image_key(job.token, name), data, timeout=remaining)
         if name != "original" and hasattr(backend, "draw"):
-            backend.draw(_blob_key(job.token, "reserved"), len(data))
+            backend.draw(_image_key(job.token, "reserved"), len(data))
 
 
-def get_blob(job: Job, name: str) -> bytes | None:
-    return _cache().get(_blob_key(job.token, name))
+def get_image(job: Job, name: str) -> bytes | None:
+    return _cache().get(_image_key(job.token, name))
 
 
-def delete_blob(job: Job, name: str) -> None:
-    _cache().delete(_blob_key(job.token, name))
+def delete_image(job: Job, name: str) -> None:
+    _cache().delete(_image_key(job.token, name))
 
 
 def delete(token: str) -> None:
@@ -212,7 +212,7 @@ def delete(token: str) -> None:
     holding the job finds out at its next save() and purges again."""
     if get(token) is None:
         return  # unknown or expired: nothing to purge, and no tombstone (they would pile up)
-    _cache().set(_blob_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
+    _cache().set(_image_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
     _purge(token)
 
 
@@ -222,7 +222,7 @@ def _purge(token: str) -> None:
 
 def _image_keys(token: str) -> list[str]:
     """Every entry of a job but its record: the images and the admission's reservation."""
-    return [_blob_key(token, name) for name in (*BLOBS, "reserved")]
+    return [_image_key(token, name) for name in (*IMAGES, "reserved")]
 
 
 def usage() -> tuple[int, int]:

@@ -93,7 +93,7 @@ def create_job(request: HttpRequest) -> HttpResponse:
     except store.StoreFull as full:
         logger.warning("Image store full; upload refused.")
         return error_response(request, 503, "busy", retry_after=full.retry_after)
-    if not jobs.pool().submit(jobs.process, job.token, photo):
+    if not jobs.pool().submit(jobs.start, job.token, photo):
         store.delete(job.token)
         logger.warning("Job pool full; upload refused.")
         return error_response(request, 503, "busy", retry_after=30)
@@ -152,14 +152,14 @@ def _job_or_404(token: str) -> store.Job:
 
 
 def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", status: int = 200) -> HttpResponse:
-    width = job.result.get("width") or job.photo.get("width")
-    height = job.result.get("height") or job.photo.get("height")
+    width = job.result.get("width") or job.photo_meta.get("width")
+    height = job.result.get("height") or job.photo_meta.get("height")
     size = {"w": width, "h": height}
     context = {
         "job": job,
         "engine": job.engine,
         "unlock_form": UnlockForm(),
-        "unlock_error": unlock_error or job.unlock_error,
+        "unlock_error": unlock_error or job.delivery_error,
         "refresh": job.busy,
         "expires_minutes": (job.expires_in + 59) // 60,
         "result_width": width,
@@ -202,8 +202,8 @@ def job_status(request: HttpRequest, token: str) -> JsonResponse:
             "note": job.note,
             "expires_in": job.expires_in,
             "unlocked": job.unlocked,
-            "unlock": job.unlock,
-            "unlock_error": job.unlock_error,
+            "delivery": job.delivery,
+            "delivery_error": job.delivery_error,
         }
     )
 
@@ -217,7 +217,7 @@ def _image_response(data: bytes, media_type: str) -> HttpResponse:
 def _small_image(token: str, name: str) -> HttpResponse:
     """A job's preview-sized WebP ("preview" watermarked, "before" the visitor's own photo)."""
     job = _job_or_404(token)
-    data = store.get_blob(job, name) if job.state == store.READY else None
+    data = store.get_image(job, name) if job.state == store.READY else None
     if data is None:
         raise Http404("no preview yet")
     return _image_response(data, "image/webp")
@@ -243,7 +243,7 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
 
     job = _job_or_404(token)
     job_url = reverse("job", args=[token])
-    if job.unlocked or job.unlock == store.FINISHING:
+    if job.unlocked or job.delivery == store.FINISHING:
         return see_other(job_url)  # already paid for: nothing more is consumed
     if job.state != store.READY:
         return _job_page(
@@ -263,7 +263,7 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
         return see_other(job_url)
     try:
         job = _job_or_404(token)  # again, under the guard: another tab may have just unlocked it
-        if job.unlocked or job.unlock == store.FINISHING:
+        if job.unlocked or job.delivery == store.FINISHING:
             return see_other(job_url)
         try:
             redemption = redeem(form.cleaned_data["code"], tool=job.mode)
@@ -289,15 +289,15 @@ def _start_finishing(job: store.Job, redemption: int) -> bool | None:
     None when the job vanished meanwhile. Gives the use back unless the work was queued."""
     from unlock.redemption import release
 
-    job.unlock, job.redemption, job.unlock_error = store.FINISHING, redemption, ""
-    job.unlock_started_at = time.time()
+    job.delivery, job.redemption, job.delivery_error = store.FINISHING, redemption, ""
+    job.delivery_started_at = time.time()
     if not store.save(job):
         release(redemption)
         return None
     if jobs.pool().submit(jobs.finish, job.token, redemption):
         return True
     release(redemption)
-    job.unlock, job.redemption = store.LOCKED, None
+    job.delivery, job.redemption = store.LOCKED, None
     store.save(job)
     return False
 
@@ -308,7 +308,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     job = _job_or_404(token)
     if not job.unlocked:
         return error_response(request, 403, "locked")
-    data = store.get_blob(job, "result")
+    data = store.get_image(job, "result")
     if data is None:
         raise Http404("result gone")
     media_type = job.result["media_type"]

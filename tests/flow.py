@@ -37,7 +37,7 @@ def wait_ready(token: str) -> store.Job:
 
 
 def wait_unlocked(token: str) -> store.Job:
-    return wait_until(token, lambda job: job.unlock != store.FINISHING)
+    return wait_until(token, lambda job: job.delivery != store.FINISHING)
 
 
 def wait_for_pool_idle(timeout: float = 60) -> None:

@@ -45,7 +45,7 @@ def test_a_portrait_goes_from_upload_to_full_resolution_download(client):
     response = client.post(f"/jobs/{token}/unlock", {"code": code.lower().replace("-", " ")})
     assert response.status_code == 303 and response["Location"] == f"/jobs/{token}/"
     job = wait_unlocked(token)
-    assert job.unlocked, job.unlock_error
+    assert job.unlocked, job.delivery_error
 
     download = client.get(f"/jobs/{token}/download")
     assert download.status_code == 200 and download["Content-Type"] == "image/png"
@@ -81,7 +81,7 @@ def test_the_stored_result_is_served_byte_for_byte(client):
     wait_ready(token)
     client.post(f"/jobs/{token}/unlock", {"code": one_code()})
     job = wait_unlocked(token)
-    assert client.get(f"/jobs/{token}/download").content == store.get_blob(job, "result")
+    assert client.get(f"/jobs/{token}/download").content == store.get_image(job, "result")
 
 
 def test_a_crowd_job_previews_and_unlocks_like_a_cutout(client):
@@ -161,7 +161,7 @@ class TestUnlocking:
         code = one_code()
         client.post(f"/jobs/{ready_token}/unlock", {"code": code})
         job = wait_unlocked(ready_token)
-        assert not job.unlocked and "not used" in job.unlock_error
+        assert not job.unlocked and "not used" in job.delivery_error
         assert UnlockCode.objects.get().used == 0
         monkeypatch.undo()
         client.post(f"/jobs/{ready_token}/unlock", {"code": code})
@@ -169,17 +169,17 @@ class TestUnlocking:
         assert UnlockCode.objects.get().used == 1
 
     def test_a_store_that_refuses_the_result_gives_the_code_back_at_once(self, client, ready_token, monkeypatch):
-        original_put = store.put_blob
+        original_put = store.put_image
 
         def refusing(job, name, data):
             if name == "result":
                 raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
             original_put(job, name, data)
 
-        monkeypatch.setattr(store, "put_blob", refusing)
+        monkeypatch.setattr(store, "put_image", refusing)
         client.post(f"/jobs/{ready_token}/unlock", {"code": one_code()})
         job = wait_unlocked(ready_token)
-        assert job.unlock == store.LOCKED and "not used" in job.unlock_error
+        assert job.delivery == store.LOCKED and "not used" in job.delivery_error
         assert UnlockCode.objects.get().used == 0
 
 

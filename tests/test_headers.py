@@ -108,12 +108,12 @@ def a_ready_job(client, unlocked: bool = False) -> str:
     not about engines."""
     photo = encode(portrait_scene(400, 300))
     job = store.create("cutout", "local", {"media_type": "image/jpeg", "width": 400, "height": 300}, photo)
-    store.put_blob(job, "preview", encode(portrait_scene(200, 150), "WEBP"))
-    store.put_blob(job, "before", encode(portrait_scene(200, 150), "WEBP"))
+    store.put_image(job, "preview", encode(portrait_scene(200, 150), "WEBP"))
+    store.put_image(job, "before", encode(portrait_scene(200, 150), "WEBP"))
     job.state = store.READY
     if unlocked:
-        store.put_blob(job, "result", encode(portrait_scene(400, 300).convert("RGBA"), "PNG"))
-        job.unlock, job.result = store.UNLOCKED, {"media_type": "image/png", "width": 400, "height": 300}
+        store.put_image(job, "result", encode(portrait_scene(400, 300).convert("RGBA"), "PNG"))
+        job.delivery, job.result = store.UNLOCKED, {"media_type": "image/png", "width": 400, "height": 300}
     store.save(job)
     return job.token
 

@@ -29,7 +29,7 @@ def ready_job(client) -> store.Job:
 def finishing(job: store.Job, redemption: int) -> store.Job:
     """The state the unlock view leaves a job in before the pool picks up its task."""
     job = store.get(job.token)
-    job.unlock, job.redemption, job.unlock_started_at = store.FINISHING, redemption, time.time()
+    job.delivery, job.redemption, job.delivery_started_at = store.FINISHING, redemption, time.time()
     store.save(job)
     return job
 
@@ -54,9 +54,9 @@ def test_a_stale_task_neither_delivers_nor_spends_a_newer_code(ready_job, monkey
     finishing(ready_job, stale)
     # The deadline passes while the task waits in the queue: the use is given back.
     job = store.get(ready_job.token)
-    job.unlock_started_at -= 10 * 60 * 60
+    job.delivery_started_at -= 10 * 60 * 60
     store.save(job)
-    assert store.get(ready_job.token).unlock == store.LOCKED and uses(first) == 0
+    assert store.get(ready_job.token).delivery == store.LOCKED and uses(first) == 0
     # The visitor unlocks again, with another code.
     current = redeem(second, tool="cutout")
     finishing(ready_job, current)
@@ -66,7 +66,7 @@ def test_a_stale_task_neither_delivers_nor_spends_a_newer_code(ready_job, monkey
     jobs.finish(ready_job.token, stale)  # the first task finally runs
     assert calls == [], "a stale task must not run the engine (or a billed provider call) again"
     job = store.get(ready_job.token)
-    assert job.unlock == store.FINISHING and job.redemption == current
+    assert job.delivery == store.FINISHING and job.redemption == current
     assert uses(first) == 0 and uses(second) == 1
 
 
@@ -75,7 +75,7 @@ def test_a_store_that_refuses_the_unlock_write_gives_the_code_back(client, ready
     real_save = store.save
 
     def refusing(job):
-        if job.unlock == store.FINISHING:
+        if job.delivery == store.FINISHING:
             raise ConnectionError("OOM command not allowed when used memory > 'maxmemory'")
         return real_save(job)
 
@@ -97,7 +97,7 @@ def test_a_failed_job_lets_its_photo_go_at_once(client):
     token = token_of(upload(client, encode(gradient(640, 480))))  # nobody in it: fails
     job = wait_ready(token)
     assert job.state == store.FAILED
-    assert all(store.get_blob(job, name) is None for name in store.BLOBS)
+    assert all(store.get_image(job, name) is None for name in store.IMAGES)
     assert client.get(f"/jobs/{token}/").status_code == 200, "the reason stays readable"
 
 

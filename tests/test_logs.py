@@ -129,7 +129,7 @@ def test_an_engine_crash_is_logged_without_the_photo_bytes(client, console, monk
     assert wait_ready(token).state == store.FAILED
     logged = console.getvalue()
     assert "Job crashed" in logged and "ValueError: cannot segment" in logged
-    original = store.get_blob(store.get(token), "original")  # what the engine was given
+    original = store.get_image(store.get(token), "original")  # what the engine was given
     assert secrets_in(logged, token=token, photo=original) == []
 
 

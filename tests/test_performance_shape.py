@@ -114,7 +114,7 @@ def test_the_first_phase_works_from_intakes_copy_and_encodes_each_preview_once(m
     }
     job = store.create("cutout", "local", meta, photo.data)
     with pillow_work(monkeypatch) as work:
-        jobs.process(job.token, photo)  # in this thread, as the pool would run it
+        jobs.start(job.token, photo)  # in this thread, as the pool would run it
     assert store.get(job.token).state == store.READY
     assert work.decodes == []  # the upload is not decoded a second time
     assert sorted(fmt for fmt, _ in work.encodes) == ["WEBP", "WEBP"]  # the preview and the "before"
@@ -163,7 +163,7 @@ def test_the_preview_is_served_as_stored(client, monkeypatch, camera_jpeg):
     job = wait_ready(token)
     with pillow_work(monkeypatch) as work:
         response = client.get(f"/jobs/{token}/preview")
-    assert response.content == store.get_blob(job, "preview")
+    assert response.content == store.get_image(job, "preview")
     assert work.decodes == [] and work.encodes == []
 
 
@@ -173,8 +173,8 @@ def test_the_stored_result_is_downloaded_byte_identical(client, monkeypatch, cam
     code = issue(count=1, max_uses=1, expires_at=None, label="test").displayed[0]
     assert client.post(f"/jobs/{token}/unlock", {"code": code}).status_code == 303
     job = wait_unlocked(token)
-    assert job.unlocked, job.unlock_error
-    stored = store.get_blob(job, "result")
+    assert job.unlocked, job.delivery_error
+    stored = store.get_image(job, "result")
     with pillow_work(monkeypatch) as work:
         plain = client.get(f"/jobs/{token}/download")
         transparent = client.get(f"/jobs/{token}/download?background=transparent")

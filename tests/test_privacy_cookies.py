@@ -41,11 +41,11 @@ def job_in_store(state: str = store.READY, unlocked: bool = False) -> str:
     job = store.create("cutout", "local", META, encode(portrait_scene(400, 300)))
     job.state = state
     if state == store.READY:
-        store.put_blob(job, "preview", encode(portrait_scene(200, 150), "WEBP"))
-        store.put_blob(job, "before", encode(portrait_scene(200, 150), "WEBP"))
+        store.put_image(job, "preview", encode(portrait_scene(200, 150), "WEBP"))
+        store.put_image(job, "before", encode(portrait_scene(200, 150), "WEBP"))
     if unlocked:
-        store.put_blob(job, "result", encode(portrait_scene(400, 300).convert("RGBA"), "PNG"))
-        job.unlock, job.result = store.UNLOCKED, {"media_type": "image/png", "width": 400, "height": 300}
+        store.put_image(job, "result", encode(portrait_scene(400, 300).convert("RGBA"), "PNG"))
+        job.delivery, job.result = store.UNLOCKED, {"media_type": "image/png", "width": 400, "height": 300}
     store.save(job)
     return job.token
 

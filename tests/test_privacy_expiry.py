@@ -69,8 +69,8 @@ def test_after_expiry_every_url_of_the_job_is_a_404_and_the_store_holds_nothing(
     used_before = caches["jobs"].bytes_used()
     job = store.create("cutout", "local", META, b"\xff" * 300_000)
     for name in ("preview", "before", "carry", "result"):
-        store.put_blob(job, name, b"\x00" * 100_000)
-    job.state, job.unlock, job.result = (
+        store.put_image(job, name, b"\x00" * 100_000)
+    job.state, job.delivery, job.result = (
         store.READY,
         store.UNLOCKED,
         {"media_type": "image/png", "width": 1, "height": 1},
@@ -89,7 +89,7 @@ def test_after_expiry_every_url_of_the_job_is_a_404_and_the_store_holds_nothing(
 def test_delete_now_leaves_nothing_of_the_photo_in_the_store(client):
     job = store.create("cutout", "local", META, b"\xff" * 200_000)
     for name in ("preview", "before", "result"):
-        store.put_blob(job, name, b"\x00" * 50_000)
+        store.put_image(job, name, b"\x00" * 50_000)
     assert client.post(f"/jobs/{job.token}/delete").status_code == 303
     left = entries_of(job.token)
     # Only the tombstone that tells a late worker to purge again; no image.
@@ -134,7 +134,7 @@ def test_on_redis_every_entry_of_a_job_expires_with_it_and_then_is_gone(settings
     }
     settings.JOB_TTL_SECONDS = 2
     job = store.create("cutout", "local", META, b"\xff" * 100_000)
-    store.put_blob(job, "preview", b"\x00" * 10_000)
+    store.put_image(job, "preview", b"\x00" * 10_000)
     server = redis.Redis.from_url("redis://127.0.0.1:6379/11")
     keys = list(server.scan_iter(match=f"{prefix}:*{job.token}*"))
     assert len(keys) == 3

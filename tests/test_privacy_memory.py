@@ -32,8 +32,8 @@ def small_store(settings):
     caches["jobs"].clear()
 
 
-def blobs_of(job: store.Job) -> dict[str, bytes | None]:
-    return {name: store.get_blob(job, name) for name in ("original", "preview", "before")}
+def images_of(job: store.Job) -> dict[str, bytes | None]:
+    return {name: store.get_image(job, name) for name in ("original", "preview", "before")}
 
 
 def room_for_one_job(settings, photo_meta: dict, original: bytes) -> int:
@@ -50,7 +50,7 @@ def room_for_one_job(settings, photo_meta: dict, original: bytes) -> int:
             low = (low + high) // 2
         else:
             # Gone without a trace (store.delete would leave a tombstone behind).
-            caches["jobs"].delete_many([job.token, *(f"{job.token}:{name}" for name in (*store.BLOBS, "reserved"))])
+            caches["jobs"].delete_many([job.token, *(f"{job.token}:{name}" for name in (*store.IMAGES, "reserved"))])
             high = (low + high) // 2
     settings.IMAGE_STORE_MAX_BYTES = budget
     return high
@@ -76,7 +76,7 @@ def test_a_full_store_answers_503_with_retry_after_and_a_page_and_evicts_nobody(
     settings.IMAGE_STORE_MAX_BYTES = used + int(need * 2.5)
     admitted, refused = fill_until_full(client, photo)
     assert admitted, "some uploads fit"
-    before = {token: blobs_of(store.get(token)) for token in admitted}
+    before = {token: images_of(store.get(token)) for token in admitted}
     used_before = caches["jobs"].bytes_used()
 
     refused = upload(client, photo)
@@ -86,7 +86,7 @@ def test_a_full_store_answers_503_with_retry_after_and_a_page_and_evicts_nobody(
     assert "We are busy right now" in page and "Please try again in" in page
     assert caches["jobs"].bytes_used() == used_before, "a refused upload stores nothing"
     for token in admitted:
-        assert blobs_of(store.get(token)) == before[token], "nobody's photo was evicted to make room"
+        assert images_of(store.get(token)) == before[token], "nobody's photo was evicted to make room"
 
 
 def test_admission_is_decided_before_anything_is_stored(settings):
@@ -142,7 +142,7 @@ def test_deleting_unknown_jobs_never_makes_culling_drop_a_live_one(small_store):
     stranger = Client()
     for _ in range(60):
         stranger.post(f"/jobs/{store.new_token()}/delete")
-    assert store.get(live.token) is not None and store.get_blob(live, "original") is not None
+    assert store.get(live.token) is not None and store.get_image(live, "original") is not None
 
 
 def test_a_flood_of_tiny_jobs_is_refused_before_culling_could_drop_a_live_one(small_store):
@@ -153,5 +153,5 @@ def test_a_flood_of_tiny_jobs_is_refused_before_culling_could_drop_a_live_one(sm
         except store.StoreFull:
             break
     assert admitted, "some jobs fit"
-    alive = [job for job in admitted if store.get(job.token) is not None and store.get_blob(job, "original")]
+    alive = [job for job in admitted if store.get(job.token) is not None and store.get_image(job, "original")]
     assert len(alive) == len(admitted), f"{len(admitted) - len(alive)} of {len(admitted)} live jobs were culled"

@@ -166,7 +166,7 @@ def small_redis(settings, tmp_path) -> Iterator[str]:
 def test_every_key_the_site_writes_expires(local_redis, client, settings):
     job = store.create("cutout", "local", META, b"o" * 10_000)
     for name in ("before", "preview", "carry", "result"):
-        store.put_blob(job, name, name.encode() * 1000)
+        store.put_image(job, name, name.encode() * 1000)
     job.state = store.READY
     store.save(job)
     deleted = store.create("cutout", "local", META, b"d" * 1000)
@@ -184,7 +184,7 @@ def test_every_key_the_site_writes_expires(local_redis, client, settings):
 
 def test_a_jobs_images_expire_with_its_record(local_redis):
     job = store.create("cutout", "local", META, b"o" * 1000)
-    store.put_blob(job, "preview", b"p" * 1000)
+    store.put_image(job, "preview", b"p" * 1000)
     ttls = {key: ttl for key, ttl in redis_keys(local_redis).items() if job.token in key}
     assert len(ttls) == 3  # record, original, preview
     assert all(abs(ttl - job.expires_in) <= 2 for ttl in ttls.values()), ttls
@@ -194,8 +194,8 @@ def test_an_expired_job_is_gone_from_redis_itself(local_redis):
     job = store.create("cutout", "local", META, b"o" * 1000)
     job.expires_at = time.time() + 1.5  # as if created 1798.5 s ago
     store.save(job)
-    store.put_blob(job, "original", b"o" * 1000)
-    store.put_blob(job, "preview", b"p" * 1000)
+    store.put_image(job, "original", b"o" * 1000)
+    store.put_image(job, "preview", b"p" * 1000)
     assert store.get(job.token) is not None
     deadline = time.monotonic() + 10
     while any(job.token in key for key in redis_keys(local_redis)) and time.monotonic() < deadline:
@@ -207,7 +207,7 @@ def test_an_expired_job_is_gone_from_redis_itself(local_redis):
 def test_delete_purges_every_key_of_the_job(local_redis, client):
     job = store.create("cutout", "local", META, b"o" * 1000)
     for name in ("preview", "before", "carry", "result"):
-        store.put_blob(job, name, b"x" * 1000)
+        store.put_image(job, name, b"x" * 1000)
     assert client.post(f"/jobs/{job.token}/delete").status_code == 303
     left = [key for key in redis_keys(local_redis) if job.token in key]
     assert [key.rsplit(":", 1)[-1] for key in left] == ["deleted"]  # only the tombstone, which expires
@@ -220,7 +220,7 @@ def test_usage_reports_the_bytes_redis_holds(small_redis, settings):
     empty, budget = store.usage()
     assert 0 < empty < 4 * 1024**2  # Redis's own overhead, about 1 MB
     job = store.create("cutout", "local", META, b"\x01" * 3_000_000)
-    store.put_blob(job, "result", b"\x02" * 2_000_000)
+    store.put_image(job, "result", b"\x02" * 2_000_000)
     held, _ = store.usage()
     # The values, rounded up to the allocator's size classes; for a second or so also Redis's
     # buffer for the command that carried them, which it frees on its own timer.
@@ -270,7 +270,7 @@ def test_a_full_redis_refuses_new_jobs_and_keeps_every_live_one(small_redis, set
     assert 5 <= len(live) < 12
     for job in live:
         assert store.get(job.token) is not None
-        assert store.get_blob(job, "original") == b"\x05" * 2_000_000
+        assert store.get_image(job, "original") == b"\x05" * 2_000_000
     # The refused job left nothing half-written behind.
     assert len(redis_keys(small_redis)) == 2 * len(live)
 

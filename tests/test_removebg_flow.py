@@ -43,7 +43,7 @@ def test_upload_pays_a_preview_and_unlock_pays_the_full_result(client, removebg_
 
     assert client.post(f"/jobs/{token}/unlock", {"code": one_code()}).status_code == 303
     job = wait_unlocked(token)
-    assert job.unlocked, job.unlock_error
+    assert job.unlocked, job.delivery_error
     assert sizes_requested(removebg_fake) == ["preview", "full"]
 
     download = client.get(f"/jobs/{token}/download")
@@ -67,7 +67,7 @@ def test_a_failed_full_result_gives_the_code_back(client, removebg_fake):
     assert client.post(f"/jobs/{token}/unlock", {"code": code}).status_code == 303
     job = wait_unlocked(token)
     assert not job.unlocked
-    assert "temporarily unavailable" in job.unlock_error
+    assert "temporarily unavailable" in job.delivery_error
     assert UnlockCode.objects.get().used == 0
 
     removebg_fake.out_of_credits = False  # the operator topped up; the same code now works

@@ -181,7 +181,7 @@ class Visitor:
             response = self.request("GET", f"/jobs/{token}/status", "status", token)
             assert response.status_code == 200, response.text
             status = response.json()
-            self.steps[-1] = (*self.steps[-1][:2], f"{token}:{status['state']}:{status['unlock']}")
+            self.steps[-1] = (*self.steps[-1][:2], f"{token}:{status['state']}:{status['delivery']}")
             if done(status):
                 return status
             time.sleep(0.05)
@@ -204,7 +204,7 @@ def run_flow(visitor: Visitor, photo: bytes, size: tuple[int, int], code: str) -
 
     unlocked = visitor.request("POST", f"/jobs/{token}/unlock", "unlock", token, data={"code": code})
     assert unlocked.status_code == 303, unlocked.text[:500]
-    status = visitor.status_until(token, lambda s: s["unlock"] != "finishing")
+    status = visitor.status_until(token, lambda s: s["delivery"] != "finishing")
     assert status["unlocked"], status
 
     download = visitor.request("GET", f"/jobs/{token}/download", "download", token)

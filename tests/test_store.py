@@ -34,7 +34,7 @@ def test_tokens_are_long_and_unique():
 
 def test_an_expired_job_is_gone_from_memory_not_only_unreachable(client, settings):
     job = store.create("cutout", "local", META, b"\xff" * 100_000)
-    store.put_blob(job, "preview", b"p" * 1000)
+    store.put_image(job, "preview", b"p" * 1000)
     assert any(job.token in key for key in raw_entries())
     with later(settings.JOB_TTL_SECONDS + 1):
         assert client.get(f"/jobs/{job.token}/").status_code == 404
@@ -61,7 +61,7 @@ def test_the_background_sweeper_purges_without_any_request(settings, monkeypatch
 
 def test_every_entry_expires_with_the_job():
     job = store.create("cutout", "local", META, b"o")
-    store.put_blob(job, "result", b"r")
+    store.put_image(job, "result", b"r")
     backend = caches["jobs"]
     expiries = {key: expiry for key, expiry in backend._expire_info.items() if job.token in key}
     assert len(expiries) == 4  # record, original, result, the admission's reservation
@@ -71,18 +71,18 @@ def test_every_entry_expires_with_the_job():
 def test_delete_purges_every_image_at_once(client):
     job = store.create("cutout", "local", META, b"o" * 1000)
     for name in ("preview", "before", "carry", "result"):
-        store.put_blob(job, name, b"x" * 1000)
+        store.put_image(job, name, b"x" * 1000)
     assert client.post(f"/jobs/{job.token}/delete").status_code == 303
     assert store.get(job.token) is None
-    assert all(store.get_blob(job, name) is None for name in store.BLOBS)
+    assert all(store.get_image(job, name) is None for name in store.IMAGES)
 
 
 def test_a_worker_finishing_after_a_delete_leaves_nothing_behind():
     job = store.create("cutout", "local", META, b"o")
     store.delete(job.token)
-    store.put_blob(job, "preview", b"late")  # a worker that had not noticed
+    store.put_image(job, "preview", b"late")  # a worker that had not noticed
     assert store.save(job) is False
-    assert store.get(job.token) is None and store.get_blob(job, "preview") is None
+    assert store.get(job.token) is None and store.get_image(job, "preview") is None
 
 
 def test_a_job_stuck_in_processing_turns_failed(settings):

@@ -9,7 +9,7 @@
   var pageUrl = job.dataset.pageUrl;
   var statusUrl = job.dataset.statusUrl;
   var state = job.dataset.state;
-  var unlock = job.dataset.unlock;
+  var delivery = job.dataset.delivery;
   var deadline = Date.now() + parseInt(job.dataset.expiresIn, 10) * 1000;
   var busySince = Date.now();
   // The visitor's background choice survives the page updating itself (e.g. after unlocking).
@@ -24,7 +24,7 @@
   }
 
   function isBusy() {
-    return state === "queued" || state === "processing" || unlock === "finishing";
+    return state === "queued" || state === "processing" || delivery === "finishing";
   }
 
   // --- Live status -------------------------------------------------------------------------
@@ -42,7 +42,7 @@
           return;
         }
         deadline = Date.now() + status.expires_in * 1000;
-        if (status.state !== state || status.unlock !== unlock) update();
+        if (status.state !== state || status.delivery !== delivery) update();
         else if (isBusy()) window.setTimeout(poll, 1000);
       })
       .catch(function () { window.setTimeout(poll, 3000); });
@@ -61,9 +61,9 @@
         if (!fresh) throw new Error("no job in page");
         var wasBusy = isBusy();
         state = fresh.dataset.state;
-        unlock = fresh.dataset.unlock;
+        delivery = fresh.dataset.delivery;
         job.dataset.state = state;
-        job.dataset.unlock = unlock;
+        job.dataset.delivery = delivery;
         ["steps", "job-body", "job-actions"].forEach(function (id) {
           var old = document.getElementById(id);
           var replacement = fresh.querySelector("#" + id);
