@@ -40,12 +40,14 @@ from PIL import Image
 
 from segmentation.engines.base import EngineError, Result
 from segmentation.images import Photo, encode_jpeg, encode_png
+from segmentation.pixels import disk
 
 logger = logging.getLogger(__name__)
 
-# Long side of the image the changes are looked for in; parameters below are in pixels at this size
-# and scale with the actual working size.
-WORKING_LONG_SIDE = 1024
+# Long side of the image the changes are looked for in (not intake's WORKING_LONG_SIDE, which is
+# larger: finding changes needs less); parameters below are in pixels at this size and scale with
+# the actual working size.
+COMPARISON_LONG_SIDE = 1024
 ALIGNMENT_FEATURES = 1500
 ALIGNMENT_MIN_INLIERS = 12
 BLUR_SIGMA = 2.0
@@ -113,9 +115,9 @@ def find_changes(original: Image.Image, edited: Image.Image) -> Changes:
     source = np.asarray(on_white(original))
     model = np.asarray(edited.convert("RGB"))
     height, width = source.shape[:2]
-    scale = min(1.0, WORKING_LONG_SIDE / max(width, height))
+    scale = min(1.0, COMPARISON_LONG_SIDE / max(width, height))
     work_w, work_h = max(1, round(width * scale)), max(1, round(height * scale))
-    unit = max(work_w, work_h) / WORKING_LONG_SIDE  # pixel parameters scale with the working size
+    unit = max(work_w, work_h) / COMPARISON_LONG_SIDE  # pixel parameters scale with the working size
 
     work_original = _resize(source, (work_w, work_h)).astype(np.float32)
     model_to_work = _resize(model, (work_w, work_h))
@@ -190,11 +192,6 @@ def apply_changes(original: Image.Image, edited: Image.Image, changes: Changes) 
         blended = (kept * (255 - weight) + patch * weight + 127) // 255
         result[top:bottom, left:right, :3] = blended.astype(np.uint8)
     return Image.fromarray(result, original.mode)
-
-
-def composite(original: Image.Image, edited: Image.Image) -> tuple[Image.Image, Changes]:
-    changes = find_changes(original, edited)
-    return apply_changes(original, edited, changes), changes
 
 
 def full_resolution_result(photo: Photo, carry: bytes) -> Result:
@@ -316,24 +313,6 @@ def _png_image(stored: np.ndarray) -> Image.Image:
             raise ValueError(f"expected a PNG, got {im.format}")
         im.load()
         return im.copy()
-
-
-# A provider's output is at most 2048 px a side; anything far larger is not what we asked for.
-MAX_EDITED_SIDE = 4096
-
-
-def decode_edited(data: bytes) -> Image.Image:
-    """The model's frame as RGB, refusing what is not a plausible image."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if max(im.size) > MAX_EDITED_SIDE or min(im.size) < 1:
-                raise EngineError(_unusable_message(), f"edited image is {im.width}x{im.height}")
-            im.load()
-            return on_white(im.convert("RGBA") if "A" in im.getbands() or "transparency" in im.info else im)
-    except EngineError:
-        raise
-    except Exception as exc:  # Pillow reports undecodable data through many exception types
-        raise EngineError(_unusable_message(), f"edited image does not decode: {type(exc).__name__}") from exc
 
 
 def _unusable_message() -> str:
@@ -483,7 +462,7 @@ def _delta_e(a: np.ndarray, b: np.ndarray, radius: float) -> np.ndarray:
     """
     lab_a = cv2.cvtColor(np.clip(a / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
     lab_b = cv2.cvtColor(np.clip(b / 255.0, 0, 1).astype(np.float32), cv2.COLOR_RGB2Lab)
-    window = _disk(radius)
+    window = disk(radius)
     return np.minimum(_outside_range(lab_a, lab_b, window), _outside_range(lab_b, lab_a, window))
 
 
@@ -491,11 +470,6 @@ def _outside_range(pixels: np.ndarray, other: np.ndarray, window: np.ndarray) ->
     low, high = cv2.erode(other, window), cv2.dilate(other, window)
     excess = np.maximum(low - pixels, 0) + np.maximum(pixels - high, 0)
     return np.sqrt((excess**2).sum(axis=2))
-
-
-def _disk(radius: float) -> np.ndarray:
-    size = 2 * max(1, round(radius)) + 1
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
 
 
 def _changed_regions(distance: np.ndarray, valid: np.ndarray, unit: float) -> np.ndarray:
@@ -507,7 +481,7 @@ def _changed_regions(distance: np.ndarray, valid: np.ndarray, unit: float) -> np
     spread = float(np.median(np.abs(values - typical))) * 1.4826
     threshold = max(MIN_DELTA_E, typical + NOISE_SIGMAS * spread)
     strong = (distance > threshold).astype(np.uint8)
-    strong = cv2.morphologyEx(strong, cv2.MORPH_OPEN, _disk(OPEN_RADIUS * unit))
+    strong = cv2.morphologyEx(strong, cv2.MORPH_OPEN, disk(OPEN_RADIUS * unit))
     if not strong.any():
         return strong
     weak = (distance > threshold * WEAK_FRACTION).astype(np.uint8) | strong
@@ -516,7 +490,7 @@ def _changed_regions(distance: np.ndarray, valid: np.ndarray, unit: float) -> np
     seeded[np.unique(labels[strong > 0])] = True
     seeded[0] = False
     mask = seeded[labels].astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _disk(CLOSE_RADIUS * unit))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, disk(CLOSE_RADIUS * unit))
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     smallest = MIN_REGION_FRACTION * mask.size
@@ -530,7 +504,7 @@ def _feather(mask: np.ndarray, unit: float) -> np.ndarray:
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
     radius = DILATE_RADIUS * unit
-    grown = cv2.dilate(mask, _disk(radius)).astype(np.float32)
+    grown = cv2.dilate(mask, disk(radius)).astype(np.float32)
     soft = cv2.GaussianBlur(grown, (0, 0), max(0.5, radius / 2))
     soft[soft < 1.0 / 255] = 0.0  # the Gaussian's far tail would otherwise touch most of the frame
     return soft

@@ -15,6 +15,13 @@ def model_frame(scene, size=(2048, 1365), **drift):
     return redraw(scene.image, size, erase=scene.passers_by, **drift)
 
 
+def composite_of(original: Image.Image, edited: Image.Image) -> tuple[Image.Image, composite.Changes]:
+    """The original with the model's changes taken in, at the original's size (what a job does in
+    two steps, at upload and at unlock, in one)."""
+    changes = composite.find_changes(original, edited)
+    return composite.apply_changes(original, edited, changes), changes
+
+
 def box_pixels(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     left, top, right, bottom = box
     return array[top:bottom, left:right]
@@ -36,7 +43,7 @@ def shrink(box: tuple[int, int, int, int], margin: int) -> tuple[int, int, int, 
 )
 def test_subject_keeps_its_exact_original_pixels_despite_model_drift(drift):
     scene = street_scene(3000, 2000)
-    result, changes = composite.composite(scene.image, model_frame(scene, **drift))
+    result, changes = composite_of(scene.image, model_frame(scene, **drift))
 
     original, out = np.asarray(scene.image), np.asarray(result)
     subject = scene.pixels(scene.subject)
@@ -47,7 +54,7 @@ def test_subject_keeps_its_exact_original_pixels_despite_model_drift(drift):
 
 def test_only_pixels_near_the_erased_passers_by_differ_from_the_original():
     scene = street_scene(2400, 1600)
-    result, _ = composite.composite(scene.image, model_frame(scene, size=(2048, 1365), blur=1.0))
+    result, _ = composite_of(scene.image, model_frame(scene, size=(2048, 1365), blur=1.0))
 
     changed = np.any(np.asarray(result) != np.asarray(scene.image), axis=2)
     near_passers_by = np.zeros_like(changed)
@@ -62,7 +69,7 @@ def test_only_pixels_near_the_erased_passers_by_differ_from_the_original():
 def test_erased_passers_by_come_from_the_model_with_its_colour_drift_undone():
     scene = street_scene(3000, 2000)
     frame = model_frame(scene, colour_shift=4)
-    result, _ = composite.composite(scene.image, frame)
+    result, _ = composite_of(scene.image, frame)
 
     out = np.asarray(result).astype(int)
     for passer_by in scene.passers_by:
@@ -78,7 +85,7 @@ def test_erased_passers_by_come_from_the_model_with_its_colour_drift_undone():
 def test_nothing_removed_gives_back_the_original_exactly():
     scene = street_scene(1600, 1200)
     frame = redraw(scene.image, (2048, 1536), erase=[], colour_shift=2, blur=1.0)
-    result, changes = composite.composite(scene.image, frame)
+    result, changes = composite_of(scene.image, frame)
 
     assert not changes.any
     assert np.array_equal(np.asarray(result), np.asarray(scene.image))
@@ -87,7 +94,7 @@ def test_nothing_removed_gives_back_the_original_exactly():
 def test_a_frame_with_a_slightly_different_aspect_ratio_is_aligned_by_resizing():
     scene = street_scene(3000, 2000)
     frame = model_frame(scene, size=(2048, 1328))  # 3% flatter than the photo
-    result, changes = composite.composite(scene.image, frame)
+    result, changes = composite_of(scene.image, frame)
 
     subject = scene.pixels(scene.subject)
     assert np.array_equal(box_pixels(np.asarray(result), subject), box_pixels(np.asarray(scene.image), subject))
@@ -103,7 +110,7 @@ def test_transparency_is_kept_exactly():
     rgba.putalpha(Image.fromarray(alpha))
     frame = redraw(composite.on_white(rgba), (1536, 1024), erase=scene.passers_by)
 
-    result, _ = composite.composite(rgba, frame)
+    result, _ = composite_of(rgba, frame)
 
     assert result.mode == "RGBA"
     assert np.array_equal(np.asarray(result)[..., 3], alpha)
@@ -116,7 +123,7 @@ def test_a_real_photo_keeps_the_astronaut_and_loses_the_erased_object():
     rocket = (0.66, 0.0, 0.9, 0.55)  # the model of the shuttle behind her, as if it were a passer-by
     frame = redraw(photo, (1024, 1024), erase=[rocket], colour_shift=2, blur=0.7)
 
-    result, changes = composite.composite(photo, frame)
+    result, changes = composite_of(photo, frame)
 
     out, original = np.asarray(result), np.asarray(photo)
     face_and_suit = (100, 30, 300, 512)
@@ -149,8 +156,8 @@ def test_outlines_that_moved_a_pixel_or_two_are_not_changes():
     alone = redraw(photo, (1024, 1024), erase=[rocket], colour_shift=2)
     frame = wobble(alone, pixels=1.5)  # up to about 4 px of the model's frame, 2 px of the photo's
 
-    result, changes = composite.composite(photo, frame)
-    _, reference = composite.composite(photo, alone)
+    result, changes = composite_of(photo, frame)
+    _, reference = composite_of(photo, alone)
 
     face_and_suit = (100, 30, 300, 512)
     assert np.array_equal(box_pixels(np.asarray(result), face_and_suit), box_pixels(np.asarray(photo), face_and_suit))

@@ -10,7 +10,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from segmentation import composite
-from segmentation.engines import engine_for, engines_in_use
+from segmentation.engines import engine_named, engines_in_use
 from segmentation.engines.base import EngineError
 from segmentation.engines.dashscope import DashScopeCrowd
 from segmentation.images import accept_upload, encode_jpeg
@@ -27,11 +27,6 @@ def region(pixels: np.ndarray, box) -> np.ndarray:
     return pixels[top:bottom, left:right]
 
 
-def test_the_engine_describes_itself():
-    engine = DashScopeCrowd()
-    assert (engine.name, engine.mode, engine.provider) == ("dashscope", "crowd", "Alibaba Cloud DashScope")
-
-
 def test_start_makes_one_call_and_previews_the_composite_at_working_size(dashscope_fake):
     scene = street_scene(3000, 2000)
     dashscope_fake.erase = scene.passers_by
@@ -43,7 +38,7 @@ def test_start_makes_one_call_and_previews_the_composite_at_working_size(dashsco
     assert draft.preview.size == (1024, 683)
     # Away from the erased passers-by the preview is the visitor's photo, not the model's redraw
     # (which the fake shifts by +2 in every channel).
-    working = np.asarray(photo.open_reduced(composite.WORKING_LONG_SIDE))
+    working = np.asarray(photo.open_reduced(composite.COMPARISON_LONG_SIDE))
     subject = scene.pixels(scene.subject, draft.preview.size)
     assert np.array_equal(region(np.asarray(draft.preview), subject), region(working, subject))
     for passer_by in scene.passers_by:
@@ -103,7 +98,7 @@ def test_nothing_removed_carries_no_frame(dashscope_fake):
     changes, frame = composite.unpack(draft.carry)
     assert frame is None and not changes.any
     assert len(draft.carry) < 10_000
-    assert np.array_equal(np.asarray(draft.preview), np.asarray(photo.open_reduced(composite.WORKING_LONG_SIDE)))
+    assert np.array_equal(np.asarray(draft.preview), np.asarray(photo.open_reduced(composite.COMPARISON_LONG_SIDE)))
 
 
 def png(image: Image.Image) -> bytes:
@@ -218,6 +213,15 @@ def test_a_provider_error_reaches_the_job_as_an_engine_error(dashscope_fake):
         DashScopeCrowd().start(accept_upload(encode(street_scene(800, 600).image)))
 
     assert "content checks" in caught.value.visitor_message
+    assert not caught.value.retryable and "DataInspectionFailed" in caught.value.operator_detail
+
+
+def test_a_message_with_a_value_is_filled_in(dashscope_fake):
+    with pytest.raises(EngineError) as caught:
+        DashScopeCrowd().start(accept_upload(encode(Image.new("RGB", (100, 400)))))
+
+    assert "at least 128 pixels" in caught.value.visitor_message
+    assert dashscope_fake.requests == []
 
 
 @pytest.mark.parametrize(
@@ -235,6 +239,5 @@ def test_the_crowd_engine_follows_settings(settings, setting, key, expected):
     settings.DASHSCOPE_API_KEY = key
 
     assert engines_in_use()["crowd"] == expected
-    engine = engine_for("crowd")
-    assert engine.name == expected and engine.mode == "crowd"
+    engine = engine_named("crowd", expected)
     assert isinstance(engine, DashScopeCrowd) is (expected == "dashscope")

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from segmentation.providers import dashscope as client
+from segmentation.providers.http import ProviderError
 from tests.fakes.dashscope import erase_people
 from tests.fakes.server import unused_port
 
@@ -26,7 +27,7 @@ def test_a_server_error_is_retried_and_then_succeeds(dashscope_fake, dashscope_s
 def test_server_errors_are_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps, status, code):
     dashscope_fake.fail_next(status, code, times=10)
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
     assert caught.value.retryable
@@ -40,7 +41,7 @@ def test_a_gateway_error_is_not_repeated(dashscope_fake, dashscope_sleeps, statu
     # from a gateway in front says nothing about whether it ran. Neither is worth paying twice for.
     dashscope_fake.fail_next(status, code, times=3)
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
     assert caught.value.retryable
@@ -59,7 +60,7 @@ def test_throttling_waits_as_long_as_retry_after_asks(dashscope_fake, dashscope_
 def test_throttling_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps):
     dashscope_fake.throttle_next(times=10)
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
     assert caught.value.code == "Throttling.RateQuota"
@@ -69,7 +70,7 @@ def test_throttling_is_retried_a_bounded_number_of_times(dashscope_fake, dashsco
 def test_a_long_retry_after_is_not_waited_for(dashscope_fake, dashscope_sleeps):
     dashscope_fake.throttle_next(retry_after=3600)
 
-    with pytest.raises(client.DashScopeError):
+    with pytest.raises(ProviderError):
         erase_people()
 
     assert len(dashscope_fake.generation_calls) == 1
@@ -90,7 +91,7 @@ def test_a_long_retry_after_is_not_waited_for(dashscope_fake, dashscope_sleeps):
 def test_refusals_are_never_repeated(dashscope_fake, dashscope_sleeps, fail):
     fail(dashscope_fake)
 
-    with pytest.raises(client.DashScopeError):
+    with pytest.raises(ProviderError):
         erase_people()
 
     assert len(dashscope_fake.generation_calls) == 1
@@ -100,7 +101,7 @@ def test_refusals_are_never_repeated(dashscope_fake, dashscope_sleeps, fail):
 def test_a_wrong_key_is_not_repeated(dashscope_fake, dashscope_sleeps, settings):
     settings.DASHSCOPE_API_KEY = "sk-wrong"
 
-    with pytest.raises(client.DashScopeError):
+    with pytest.raises(ProviderError):
         erase_people()
 
     assert len(dashscope_fake.generation_calls) == 1
@@ -118,10 +119,10 @@ def test_an_answer_too_slow_to_wait_for_is_not_asked_for_twice(
     monkeypatch.setattr(client, "GENERATION_TIMEOUTS", dataclasses.replace(client.GENERATION_TIMEOUTS, read=0.3))
     hold_back(dashscope_fake)
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
-    assert "took too long" in caught.value.visitor_message
+    assert caught.value.message == "slow"
     assert caught.value.retryable
     assert len(dashscope_fake.generation_calls) == 1
     assert dashscope_sleeps == []
@@ -130,10 +131,10 @@ def test_an_answer_too_slow_to_wait_for_is_not_asked_for_twice(
 def test_a_connection_dropped_after_the_request_arrived_is_not_repeated(dashscope_fake, dashscope_sleeps):
     dashscope_fake.drop_next()
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
-    assert "may be billed" in caught.value.operator_detail
+    assert caught.value.billed
     assert len(dashscope_fake.generation_calls) == 1
     assert dashscope_sleeps == []
 
@@ -141,11 +142,11 @@ def test_a_connection_dropped_after_the_request_arrived_is_not_repeated(dashscop
 def test_a_connection_that_never_opens_is_retried_a_bounded_number_of_times(dashscope_fake, dashscope_sleeps, settings):
     settings.DASHSCOPE_API_URL = f"http://127.0.0.1:{unused_port()}/api/v1"
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
     assert caught.value.retryable
-    assert "unreachable" in caught.value.operator_detail
+    assert "unreachable" in caught.value.detail
     assert len(dashscope_sleeps) == client.RETRY_POLICY.attempts - 1
 
 
@@ -173,10 +174,10 @@ def test_a_download_cut_off_is_fetched_again_without_calling_the_model_again(das
 def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dashscope_sleeps):
     dashscope_fake.fail_download_next(503, times=10)
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
-    assert "fetch the result" in caught.value.visitor_message
+    assert caught.value.message == "result_unavailable"
     assert len(dashscope_fake.generation_calls) == 1
     assert len(dashscope_fake.downloads) == client.RETRY_POLICY.attempts
 
@@ -184,10 +185,10 @@ def test_a_download_that_keeps_failing_still_costs_one_call(dashscope_fake, dash
 def test_a_request_that_cannot_be_sent_is_not_called_billed_nor_repeated(dashscope_fake, dashscope_sleeps, settings):
     settings.DASHSCOPE_API_KEY = "sk-s3cretDashScopeKey\n"
 
-    with pytest.raises(client.DashScopeError) as caught:
+    with pytest.raises(ProviderError) as caught:
         erase_people()
 
-    detail = caught.value.operator_detail
+    detail = caught.value.detail
     assert "InvalidHeader" in detail and "could not be sent" in detail and "billed" not in detail
     assert "s3cretDashScopeKey" not in detail
     assert dashscope_fake.generation_calls == [] and dashscope_sleeps == []

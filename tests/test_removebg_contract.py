@@ -10,6 +10,7 @@ from PIL import Image, ImageCms
 
 from segmentation.images import accept_upload
 from segmentation.providers import removebg
+from segmentation.providers.http import ProviderError
 from tests.fakes.removebg import jpeg, portrait
 
 
@@ -67,7 +68,7 @@ def test_full_call_above_10_megapixels_asks_for_zip(removebg_fake):
     photo = accept_upload(jpeg(portrait(4000, 3000)))
     cutout = removebg.cut_out(photo, "full")
     assert removebg_fake.requests[0].fields["format"] == "zip"
-    assert cutout.image.mode == "RGBA" and cutout.image.size == (4000, 3000)
+    assert cutout.mode == "RGBA" and cutout.size == (4000, 3000)
 
 
 def _photo_full_of_metadata(orientation: int) -> bytes:
@@ -167,15 +168,15 @@ def test_neither_key_nor_image_bytes_reach_the_log(removebg_fake, settings, capl
     photo = accept_upload(jpeg(portrait(400, 300)))
     removebg.cut_out(photo, "preview")
     removebg_fake.fail_next(503, times=3)
-    with pytest.raises(removebg.RemoveBgError):
+    with pytest.raises(ProviderError):
         removebg.cut_out(photo, "preview")
     removebg_fake.out_of_credits = True
-    with pytest.raises(removebg.RemoveBgError):
+    with pytest.raises(ProviderError):
         removebg.cut_out(photo, "preview")
     settings.REMOVEBG_API_KEY = "sk-very-secret-wrong-key"
-    with pytest.raises(removebg.RemoveBgError) as refused:
+    with pytest.raises(ProviderError) as refused:
         removebg.cut_out(photo, "preview")
     assert caplog.records  # the retries and the operator errors were logged ...
     for secret in (removebg_fake.api_key, "sk-very-secret-wrong-key", "JFIF", "\x89PNG", "\ufffdPNG"):
         assert secret not in caplog.text  # ... without the key or image bytes
-        assert secret not in refused.value.operator_detail
+        assert secret not in refused.value.detail

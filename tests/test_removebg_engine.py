@@ -5,10 +5,11 @@ import threading
 
 import numpy as np
 import pytest
+from django.utils import translation
 from PIL import Image
 
-from segmentation.engines import engine_for, engines_in_use
-from segmentation.engines.base import Draft, Result
+from segmentation.engines import engine_named, engines_in_use
+from segmentation.engines.base import Draft, EngineError, Result
 from segmentation.engines.removebg import RemoveBgCutout
 from segmentation.images import PREVIEW_MAX_PIXELS, accept_upload
 from segmentation.providers import removebg
@@ -36,11 +37,6 @@ def credits():
     """Credits charged by the client during the test."""
     start = removebg.credits_charged()
     return lambda: removebg.credits_charged() - start
-
-
-def test_engine_describes_itself():
-    engine = RemoveBgCutout()
-    assert (engine.name, engine.mode, engine.provider) == ("removebg", "cutout", "remove.bg")
 
 
 def test_preview_first_pays_a_quarter_at_upload_and_one_at_unlock(removebg_fake, settings, credits):
@@ -80,7 +76,7 @@ def test_failed_unlock_costs_nothing(removebg_fake, settings, credits):
     photo = accept_upload(jpeg(portrait(800, 600)))
     draft = engine.start(photo)
     removebg_fake.out_of_credits = True
-    with pytest.raises(removebg.RemoveBgError) as caught:
+    with pytest.raises(EngineError) as caught:
         engine.finish(photo, draft.carry)
     assert caught.value.retryable  # the job runner gives the code back
     assert credits() == 0.25
@@ -88,9 +84,22 @@ def test_failed_unlock_costs_nothing(removebg_fake, settings, credits):
 
 def test_no_person_fails_at_upload_for_free(removebg_fake, credits):
     plain = accept_upload(jpeg(Image.new("RGB", (600, 400), (128, 128, 128))))
-    with pytest.raises(removebg.RemoveBgError) as caught:
+    with pytest.raises(EngineError) as caught:
         RemoveBgCutout().start(plain)
-    assert caught.value.code == "unknown_foreground" and credits() == 0
+    assert caught.value.visitor_message.startswith("We could not find a person in this photo")
+    assert not caught.value.retryable
+    assert "unknown_foreground" in caught.value.operator_detail and credits() == 0
+
+
+def test_the_visitor_reads_the_failure_in_the_jobs_language(removebg_fake):
+    # The provider's table holds lazy translations: the engine renders them in the active language.
+    removebg_fake.fail_next(503, times=3)
+    with translation.override("zh-hans"), pytest.raises(EngineError) as caught:
+        RemoveBgCutout().start(accept_upload(jpeg(portrait(400, 300))))
+    with translation.override("zh-hans"):
+        expected = str(removebg.MESSAGES["unavailable"])
+    assert caught.value.visitor_message == expected != str(removebg.MESSAGES["unavailable"])
+    assert caught.value.retryable and "remove.bg 503" in caught.value.operator_detail
 
 
 def test_upfront_pays_one_credit_at_upload_and_nothing_at_unlock(removebg_fake, settings, credits):
@@ -187,8 +196,7 @@ def test_settings_choose_the_cutout_engine(settings, choice, key, expected):
     settings.REMOVEBG_API_KEY = key
     assert engines_in_use()["cutout"] == expected
     if expected == "removebg":
-        engine = engine_for("cutout")
-        assert isinstance(engine, RemoveBgCutout) and engine.provider == "remove.bg"
+        assert isinstance(engine_named("cutout", expected), RemoveBgCutout)
 
 
 @pytest.mark.parametrize("choice, key", [("auto", ""), ("local", "a-key")])
@@ -196,13 +204,15 @@ def test_without_remove_bg_the_local_engine_cuts_out(settings, choice, key):
     pytest.importorskip("segmentation.engines.local")
     settings.BACKGROUND_ENGINE = choice
     settings.REMOVEBG_API_KEY = key
-    engine = engine_for("cutout")
-    assert engine.name == "local" and engine.provider == ""
+    from segmentation.engines.local import LocalCutout
+
+    assert engines_in_use()["cutout"] == "local"
+    assert isinstance(engine_named("cutout", "local"), LocalCutout)
 
 
-def test_engine_for_removebg_talks_to_the_configured_service(removebg_fake, settings):
+def test_the_removebg_engine_talks_to_the_configured_service(removebg_fake, settings):
     settings.BACKGROUND_ENGINE = "auto"
-    engine_for("cutout").start(accept_upload(jpeg(portrait(400, 300))))
+    engine_named("cutout", engines_in_use()["cutout"]).start(accept_upload(jpeg(portrait(400, 300))))
     assert removebg_fake.requests[0].header("X-API-Key") == removebg_fake.api_key
 
 

@@ -1,13 +1,27 @@
-"""Which engine runs a tool, decided by settings (see DESIGN.md, "Engines")."""
+"""Which engine runs a tool, decided by settings (docs/architecture.md, "Engines and providers").
+
+A job records the engine it was started with and keeps it to the end, even if the settings change
+meanwhile: `engines_in_use` decides at upload, `engine_named` finds that engine again later.
+"""
+
+from importlib import import_module
 
 from django.conf import settings
 
 from segmentation.engines.base import Draft, Engine, EngineError, Result
 
-__all__ = ["Draft", "Engine", "EngineError", "Result", "engine_for", "engine_named", "engines_in_use"]
+__all__ = ["Draft", "Engine", "EngineError", "Result", "engine_named", "engines_in_use"]
 
 CUTOUT, CROWD = "cutout", "crowd"
-MODES = (CUTOUT, CROWD)
+
+# (tool, engine name) → the class, imported only when a job needs it: the local engines load
+# OpenCV models, the provider engines need none.
+ENGINES = {
+    (CUTOUT, "local"): "segmentation.engines.local.LocalCutout",
+    (CUTOUT, "removebg"): "segmentation.engines.removebg.RemoveBgCutout",
+    (CROWD, "local"): "segmentation.engines.local.LocalCrowd",
+    (CROWD, "dashscope"): "segmentation.engines.dashscope.DashScopeCrowd",
+}
 
 
 def _cutout_engine_name() -> str:
@@ -23,30 +37,15 @@ def _crowd_engine_name() -> str:
 
 
 def engines_in_use() -> dict[str, str]:
-    """mode → engine name, as configured now."""
+    """tool → engine name, as configured now."""
     return {CUTOUT: _cutout_engine_name(), CROWD: _crowd_engine_name()}
 
 
 def engine_named(mode: str, name: str) -> Engine:
-    """The engine a job was started with (a job keeps its engine even if settings change)."""
-    if mode == CUTOUT and name == "removebg":
-        from segmentation.engines.removebg import RemoveBgCutout
-
-        return RemoveBgCutout()
-    if mode == CUTOUT and name == "local":
-        from segmentation.engines.local import LocalCutout
-
-        return LocalCutout()
-    if mode == CROWD and name == "dashscope":
-        from segmentation.engines.dashscope import DashScopeCrowd
-
-        return DashScopeCrowd()
-    if mode == CROWD and name == "local":
-        from segmentation.engines.local import LocalCrowd
-
-        return LocalCrowd()
-    raise ValueError(f"no engine {name!r} for mode {mode!r}")
-
-
-def engine_for(mode: str) -> Engine:
-    return engine_named(mode, engines_in_use()[mode])
+    """The engine a job was started with."""
+    try:
+        path = ENGINES[mode, name]
+    except KeyError:
+        raise ValueError(f"no engine {name!r} for mode {mode!r}") from None
+    module, _, cls = path.rpartition(".")
+    return getattr(import_module(module), cls)()

@@ -9,17 +9,19 @@ unlocks the result:
   `Result`, exactly the bytes the visitor downloads. If it raises, the code is given back.
 
 Engines raise `EngineError` for anything a visitor should hear about; any other exception is a bug
-and is reported as such.
+and is reported as such. A provider client's `ProviderError` becomes one through `provider_failure`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from PIL import Image
 
 from segmentation.images import Photo
+from segmentation.providers.http import ProviderError
 
 
 class EngineError(Exception):
@@ -32,6 +34,16 @@ class EngineError(Exception):
         # True when the same request may succeed later (provider busy or down), so the visitor is
         # told to try again rather than to pick another photo.
         self.retryable = retryable
+
+
+def provider_failure(error: ProviderError, messages: Mapping[str, str]) -> EngineError:
+    """`error` as the visitor and the operator should hear it: the provider's message for its key,
+    in the active language (the tables hold lazy translations), and its detail."""
+    text = str(messages[error.message])
+    if error.values:
+        text %= error.values
+    detail = error.detail + (" (the call may have been billed)" if error.billed else "")
+    return EngineError(text, detail, retryable=error.retryable)
 
 
 @dataclass
@@ -48,21 +60,8 @@ class Result:
     width: int
     height: int
 
-    @property
-    def has_alpha(self) -> bool:
-        return self.media_type == "image/png"
-
-    @property
-    def extension(self) -> str:
-        return "png" if self.media_type == "image/png" else "jpg"
-
 
 class Engine(ABC):
-    name: str  # "local", "removebg", "dashscope": shown on /healthz and the job page
-    mode: str  # "cutout" or "crowd"
-    # Third party that receives the photo, for the privacy page ("" for embedded engines).
-    provider: str = ""
-
     @abstractmethod
     def start(self, photo: Photo) -> Draft: ...
 

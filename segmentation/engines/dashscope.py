@@ -12,24 +12,22 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from segmentation import composite
-from segmentation.engines.base import Draft, Engine, EngineError, Result
+from segmentation.engines.base import Draft, Engine, EngineError, Result, provider_failure
 from segmentation.images import Photo
-from segmentation.providers.dashscope import DashScopeClient
+from segmentation.providers import dashscope
+from segmentation.providers.http import ProviderError
 
 
 class DashScopeCrowd(Engine):
-    name = "dashscope"
-    mode = "crowd"
-    provider = "Alibaba Cloud DashScope"
-
     def start(self, photo: Photo) -> Draft:
-        client = DashScopeClient()
+        client = dashscope.DashScopeClient()
         try:
-            edited = client.erase_people(photo)
+            frame = client.erase_people(photo)
+        except ProviderError as error:
+            raise provider_failure(error, dashscope.MESSAGES) from error
         finally:
             client.close()
-        frame = composite.decode_edited(edited.data)
-        working = photo.open_reduced(composite.WORKING_LONG_SIDE)  # RGBA when the photo is
+        working = photo.open_reduced(composite.COMPARISON_LONG_SIDE)  # RGBA when the photo is
         changes = composite.find_changes(working, frame)
         # Whether the model removed anything we can find decides what the download will be: tell
         # the visitor before they spend a code on a copy of their own photo.

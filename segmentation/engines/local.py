@@ -27,6 +27,7 @@ from PIL import Image
 from segmentation.engines.base import Draft, Engine, EngineError, Result
 from segmentation.engines.selfie import MODEL_SIDE, person_probability, probability_by_scale
 from segmentation.images import PREVIEW_MAX_PIXELS, WORKING_LONG_SIDE, Photo, encode_jpeg, encode_png, fit_pixels
+from segmentation.pixels import disk
 
 # A subject smaller than this share of the frame is either not there or too small for the model
 # (which was trained on selfies) to outline usefully. Measured: photos without a salient subject
@@ -46,9 +47,6 @@ MATTE_GAIN = 3.0  # probabilities 0.33..0.67 become the soft edge; the rest is f
 
 
 class LocalCutout(Engine):
-    name = "local"
-    mode = "cutout"
-
     def start(self, photo: Photo) -> Draft:
         working = photo.open_reduced(WORKING_LONG_SIDE)
         rgb = _rgb_of(working)
@@ -235,9 +233,6 @@ class _Blob:
 
 
 class LocalCrowd(Engine):
-    name = "local"
-    mode = "crowd"
-
     def start(self, photo: Photo) -> Draft:
         working = fit_pixels(photo.open_reduced(WORKING_LONG_SIDE), CROWD_WORKING_PIXELS)
         rgb = _rgb_of(working)
@@ -367,11 +362,11 @@ def erase_alpha(labels: np.ndarray, subject: int, others: list[int]) -> np.ndarr
     margin = max(1, round(ERASE_MARGIN * long_side))
     feather = max(1, round(ERASE_FEATHER * long_side))
     others_mask = np.isin(labels, others).astype(np.uint8) * 255
-    core = cv2.dilate(others_mask, _disc(margin))
+    core = cv2.dilate(others_mask, disk(margin))
     # Blur a mask grown by the seam's width, so the blur's fall-off lies outside the core.
-    alpha = cv2.GaussianBlur(cv2.dilate(others_mask, _disc(margin + feather)), (0, 0), feather / 2.5)
+    alpha = cv2.GaussianBlur(cv2.dilate(others_mask, disk(margin + feather)), (0, 0), feather / 2.5)
     np.maximum(alpha, core, out=alpha)
-    protect = cv2.dilate((labels == subject).astype(np.uint8), _disc(PROTECT_MARGIN))
+    protect = cv2.dilate((labels == subject).astype(np.uint8), disk(PROTECT_MARGIN))
     alpha[protect > 0] = 0
     return alpha
 
@@ -385,7 +380,7 @@ def fill_erased(rgb: np.ndarray, alpha: np.ndarray, occupied: np.ndarray) -> np.
     height, width = hole.shape
     soft = cv2.GaussianBlur(rgb, (0, 0), 2).astype(np.int16)
     # A source patch must not contain anyone (or anything the model outlined) or another hole.
-    blocked = cv2.dilate((occupied | (hole > 0)).astype(np.uint8), _disc(2)) > 0
+    blocked = cv2.dilate((occupied | (hole > 0)).astype(np.uint8), disk(2)) > 0
     count, holes, stats, _centroids = cv2.connectedComponentsWithStats(hole, connectivity=8)
     for label in range(1, count):
         left, top, hole_width, hole_height = (int(v) for v in stats[label, :4])
@@ -420,10 +415,6 @@ def fill_erased(rgb: np.ndarray, alpha: np.ndarray, occupied: np.ndarray) -> np.
         source = np.ascontiguousarray(rgb[sy : sy + box_height, sx : sx + box_width])
         filled = cv2.seamlessClone(source, filled, mask, centre, cv2.NORMAL_CLONE)
     return filled
-
-
-def _disc(radius: int) -> np.ndarray:
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def _blend(base: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:

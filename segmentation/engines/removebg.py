@@ -18,25 +18,29 @@ import io
 from django.conf import settings
 from PIL import Image
 
-from segmentation.engines.base import Draft, Engine, Result
+from segmentation.engines.base import Draft, Engine, Result, provider_failure
 from segmentation.images import PREVIEW_MAX_PIXELS, Photo, encode_png, fit_pixels
 from segmentation.providers import removebg
+from segmentation.providers.http import ProviderError
+
+
+def cut_out(photo: Photo, size: str) -> Image.Image:
+    """remove.bg's cutout, or an EngineError saying what went wrong."""
+    try:
+        return removebg.cut_out(photo, size)
+    except ProviderError as error:
+        raise provider_failure(error, removebg.MESSAGES) from error
 
 
 class RemoveBgCutout(Engine):
-    name = "removebg"
-    mode = "cutout"
-    provider = "remove.bg"
-
     def start(self, photo: Photo) -> Draft:
         if settings.REMOVEBG_FULL_RESULT == "upfront":
-            cutout = removebg.cut_out(photo, "full")
+            cutout = cut_out(photo, "full")
             # The full result is in memory already: scaling it down is cheaper than decoding
             # anything again, and the preview renderer only needs about 0.25 MP.
-            preview = fit_pixels(cutout.image, PREVIEW_MAX_PIXELS)
-            return Draft(preview=preview, carry=encode_png(cutout.image))
-        cutout = removebg.cut_out(photo, "preview")
-        return Draft(preview=cutout.image, carry=None)
+            preview = fit_pixels(cutout, PREVIEW_MAX_PIXELS)
+            return Draft(preview=preview, carry=encode_png(cutout))
+        return Draft(preview=cut_out(photo, "preview"), carry=None)
 
     def finish(self, photo: Photo, carry: bytes | None) -> Result:
         if carry is not None:
@@ -44,5 +48,5 @@ class RemoveBgCutout(Engine):
                 width, height = im.size
             return Result(carry, "image/png", width, height)
         # remove.bg caps `full` at 25 MP, so the size is the output's, not the photo's.
-        cutout = removebg.cut_out(photo, "full")
-        return Result(encode_png(cutout.image), "image/png", cutout.image.width, cutout.image.height)
+        cutout = cut_out(photo, "full")
+        return Result(encode_png(cutout), "image/png", cutout.width, cutout.height)

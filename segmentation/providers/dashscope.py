@@ -13,7 +13,10 @@ an image, so those end the job. The shared retry loop in `segmentation.providers
 rule (`RETRY_POLICY`); the result download, which costs nothing, may also repeat after a dropped
 connection.
 
-Contract: /work/shared/specs/dashscope.md. Never logged: the key, image bytes, data URIs, and the
+Every failure is a `ProviderError` whose message is a key of `MESSAGES`; the engine
+(segmentation.engines.dashscope) turns it into what the visitor reads.
+
+Contract: docs/providers/dashscope.md. Never logged: the key, image bytes, data URIs, and the
 result URL's query (its signature).
 """
 
@@ -22,21 +25,23 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import ipaddress
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from segmentation.composite import on_white
-from segmentation.engines.base import EngineError
 from segmentation.images import Photo
 from segmentation.providers import http
+from segmentation.providers.http import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +62,6 @@ DEFAULT_NEGATIVE_PROMPT = (
     "shadows or reflections of removed people, duplicated objects, altered face, changed subject, "
     "changed pose, different framing, cropping, zoom, blur, distortion, artifacts, text, watermark"
 )
-PROMPT_MAX_CHARS = 800
-NEGATIVE_PROMPT_MAX_CHARS = 500
 
 # Input limits: the documented cap is 10 MB per image, but whether that counts the raw or the
 # base64 size is unconfirmed, so the raw bytes stay under 7 MB (base64: 9.4 MB).
@@ -74,6 +77,10 @@ INPUT_JPEG_QUALITY = 92
 MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE = 512, 2048
 SIZED_MODELS = ("qwen-image-edit-plus", "qwen-image-edit-max")
 MAX_RESULT_BYTES = 40 * 1024 * 1024  # a noisy 2048×2048 RGBA PNG stays well below this
+# The model's output is at most 2048 px a side; a frame far larger is not what we asked for.
+MAX_RESULT_SIDE = 4096
+# The generation call answers with a short JSON document (or an error page): read at most this.
+MAX_ANSWER_BYTES = 1024 * 1024
 SEED_LIMIT = 2**31 - 1
 
 # The model answers in seconds (reports of ~8 s) but a read timeout is the one failure we cannot
@@ -108,29 +115,26 @@ class ModelInput:
         return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
 
 
-@dataclass
-class EditedImage:
-    data: bytes  # the model's frame as downloaded (PNG)
-    width: int
-    height: int
-    request_id: str
-
-
-class DashScopeError(EngineError):
-    """Any DashScope failure. `code` is DashScope's error code ("" for transport failures)."""
-
-    def __init__(
-        self,
-        visitor_message: str,
-        operator_detail: str,
-        *,
-        retryable: bool = False,
-        code: str = "",
-        status: int | None = None,
-    ):
-        super().__init__(visitor_message, operator_detail, retryable=retryable)
-        self.code = code
-        self.status = status
+# What the visitor reads for each failure (translated when the engine shows it).
+MESSAGES = {
+    "unavailable": _("Crowd removal is temporarily unavailable. Please try again later."),
+    "busy": _("The crowd-removal service is busy right now. Please try again in a few minutes."),
+    "slow": _("The crowd-removal service took too long to answer. Please try again later."),
+    "moderated": _(
+        "The crowd-removal service's content checks refused this photo, so we could not edit it. "
+        "Please try a different photo."
+    ),
+    "unprocessable": _("The crowd-removal service could not process this photo. Please try another photo."),
+    "result_unavailable": _("We could not fetch the result from the crowd-removal service. Please try again later."),
+    "unusable_result": _("The crowd-removal service returned an image we cannot use. Please try again."),
+    "too_small": _(
+        "This photo is too small for crowd removal. Please upload one at least %(side)s pixels on each side."
+    ),
+    "too_narrow": _(
+        "This photo is too long and narrow for crowd removal (at most 8 times as wide as it is "
+        "tall, or the other way round). Please crop it and try again."
+    ),
+}
 
 
 # --- What we send --------------------------------------------------------------------------------
@@ -138,13 +142,13 @@ class DashScopeError(EngineError):
 
 def prompt() -> str:
     """The instruction: DASHSCOPE_PROMPT, or the built-in one when that is empty. Its length
-    (≤ PROMPT_MAX_CHARS) is checked once, by settings.py at start-up."""
+    (≤ 800 characters) is checked once, by settings.py at start-up."""
     return settings.DASHSCOPE_PROMPT or DEFAULT_PROMPT
 
 
 def negative_prompt() -> str:
-    """What the model must not produce: DASHSCOPE_NEGATIVE_PROMPT, or the built-in list (≤
-    NEGATIVE_PROMPT_MAX_CHARS, checked at start-up)."""
+    """What the model must not produce: DASHSCOPE_NEGATIVE_PROMPT, or the built-in list (≤ 500
+    characters, checked at start-up)."""
     return settings.DASHSCOPE_NEGATIVE_PROMPT or DEFAULT_NEGATIVE_PROMPT
 
 
@@ -181,22 +185,17 @@ def output_size(width: int, height: int) -> tuple[int, int] | None:
 
 
 def model_input(photo: Photo) -> ModelInput:
-    """The photo prepared for DashScope, or a DashScopeError when it cannot be (before any call)."""
+    """The photo prepared for DashScope, or a ProviderError when it cannot be (before any call)."""
     width, height = photo.width, photo.height
     if min(width, height) < MIN_PHOTO_SIDE:
-        raise DashScopeError(
-            _("This photo is too small for crowd removal. Please upload one at least %(side)s pixels on each side.")
-            % {"side": MIN_PHOTO_SIDE},
+        raise ProviderError(
+            "too_small",
             f"photo {width}x{height} below {MIN_PHOTO_SIDE} px",
+            retryable=False,
+            values={"side": MIN_PHOTO_SIDE},
         )
     if max(width, height) / min(width, height) > MAX_ASPECT:
-        raise DashScopeError(
-            _(
-                "This photo is too long and narrow for crowd removal (at most 8 times as wide as it is "
-                "tall, or the other way round). Please crop it and try again."
-            ),
-            f"photo {width}x{height} beyond {MAX_ASPECT:.0f}:1",
-        )
+        raise ProviderError("too_narrow", f"photo {width}x{height} beyond {MAX_ASPECT:.0f}:1", retryable=False)
     target = input_size(width, height)
     if target == (width, height) and photo.media_type == "image/jpeg" and not photo.has_alpha:
         # Intake already cut the JPEG's metadata out; send its pixel stream untouched if we can.
@@ -215,7 +214,9 @@ def model_input(photo: Photo) -> ModelInput:
         # Only pure noise gets here: shrink and try again, never below the minimum side.
         factor = max(0.75, MIN_INPUT_SIDE / min(target))
         if factor >= 1.0:
-            raise DashScopeError(_unprocessable_photo(), f"cannot encode {target} under {MAX_INPUT_BYTES} bytes")
+            raise ProviderError(
+                "unprocessable", f"cannot encode {target} under {MAX_INPUT_BYTES} bytes", retryable=False
+            )
         target = (round(target[0] * factor), round(target[1] * factor))
 
 
@@ -253,20 +254,10 @@ class NoAuth(requests.auth.AuthBase):
 class DashScopeClient:
     """One client per job; not shared between threads (it owns a requests session)."""
 
-    def __init__(
-        self,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        policy: http.RetryPolicy | None = None,
-        generation_timeouts: http.Timeouts | None = None,
-        download_timeouts: http.Timeouts | None = None,
-    ):
+    def __init__(self, *, api_url: str | None = None, api_key: str | None = None):
         self.api_url = (api_url or settings.DASHSCOPE_API_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else settings.DASHSCOPE_API_KEY
-        self.policy = policy or RETRY_POLICY
-        self.generation_timeouts = generation_timeouts or GENERATION_TIMEOUTS
-        self.download_timeouts = download_timeouts or DOWNLOAD_TIMEOUTS
+        self.policy = RETRY_POLICY
         # The result is stored: fetching it again costs nothing, so a dropped connection (or any
         # 5xx from the storage) may be repeated there, unlike the billed call.
         self.download_policy = dataclasses.replace(
@@ -277,26 +268,25 @@ class DashScopeClient:
         # would match the storage host too) travels with the signed download.
         self.download_session = http.new_session(USER_AGENT)
 
-    def erase_people(self, photo: Photo) -> EditedImage:
-        """The one billed call for a job, and the download of its result."""
+    def erase_people(self, photo: Photo) -> Image.Image:
+        """The one billed call for a job, and the download of its result: the model's frame, RGB."""
         if not self.api_key:
-            raise _unavailable("DASHSCOPE_API_KEY is not set", code="")
+            raise ProviderError("unavailable", "DASHSCOPE_API_KEY is not set", retryable=True)
         image = model_input(photo)
         answer = self._generate(request_body(image))
         url, request_id, usage = _result_url(answer)
-        data = self.download(url)
-        width, height = _image_size(data)
+        frame = decode_result(self.download(url))
         logger.info(
             "DashScope edit done: sent %dx%d (%d bytes), got %dx%d (usage %s), request %s",
             image.width,
             image.height,
             len(image.data),
-            width,
-            height,
+            frame.width,
+            frame.height,
             usage,
             request_id,
         )
-        return EditedImage(data, width, height, request_id)
+        return frame
 
     def close(self) -> None:
         self.session.close()
@@ -309,18 +299,21 @@ class DashScopeClient:
                 self.session,
                 "POST",
                 url,
-                timeouts=self.generation_timeouts,
+                timeouts=GENERATION_TIMEOUTS,
                 policy=self.policy,
                 data=json.dumps(body).encode(),
                 headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+                stream=True,  # read by read_body, within a cap
             )
         except requests.RequestException as exc:
-            raise _transport_error(exc, self.generation_timeouts.read) from exc
+            raise _transport_error(exc) from None
         with response:
             try:
-                answer = response.json()
-            except ValueError:
+                answer = json.loads(http.read_body(response, MAX_ANSWER_BYTES))
+            except (ValueError, http.ResponseTooLarge):
                 answer = None
+            except requests.RequestException as exc:
+                raise _transport_error(exc) from None
         if not isinstance(answer, dict):
             answer = {}
         if response.status_code != 200 or answer.get("code"):
@@ -328,89 +321,110 @@ class DashScopeClient:
         return answer
 
     def download(self, url: str) -> bytes:
-        """The signed result, fetched into memory with a plain GET: no key, no redirects."""
+        """The signed result, fetched into memory with a plain GET: no key, no redirects, at most
+        MAX_RESULT_BYTES. The image was made (and billed) by now, whatever goes wrong here."""
         check_result_url(url, self.api_url)
         where = url.split("?", 1)[0]  # the query holds the signature
+
+        def unavailable(detail: str) -> ProviderError:
+            return ProviderError("result_unavailable", detail, retryable=True, billed=True)
+
         try:
             response = http.send(
                 self.download_session,
                 "GET",
                 url,
-                timeouts=self.download_timeouts,
+                timeouts=DOWNLOAD_TIMEOUTS,
                 policy=self.download_policy,
                 auth=NoAuth(),
                 stream=True,
-                allow_redirects=False,
             )
         except requests.RequestException as exc:
             # Not chained: requests' messages quote the URL with its query, i.e. the signature,
             # and a traceback in the log would carry it.
-            raise DashScopeError(
-                _result_unavailable_message(),
-                f"DashScope result download from {where} failed: {type(exc).__name__}",
-                retryable=True,
-            ) from None
+            raise unavailable(f"DashScope result download from {where} failed: {type(exc).__name__}") from None
         with response:
             if response.status_code != 200:
-                raise DashScopeError(
-                    _result_unavailable_message(),
-                    f"DashScope result download from {where}: HTTP {response.status_code}",
-                    retryable=True,
-                )
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > MAX_RESULT_BYTES:
-                raise DashScopeError(_result_unavailable_message(), f"DashScope result is {declared} bytes")
-            chunks, total = [], 0
+                raise unavailable(f"DashScope result download from {where}: HTTP {response.status_code}")
             try:
-                for chunk in response.iter_content(chunk_size=256 * 1024):
-                    total += len(chunk)
-                    if total > MAX_RESULT_BYTES:
-                        raise DashScopeError(
-                            _result_unavailable_message(), f"DashScope result exceeds {MAX_RESULT_BYTES} bytes"
-                        )
-                    chunks.append(chunk)
+                return http.read_body(response, MAX_RESULT_BYTES)
+            except http.ResponseTooLarge:
+                raise unavailable(f"DashScope result exceeds {MAX_RESULT_BYTES} bytes") from None
             except requests.RequestException as exc:
-                raise DashScopeError(
-                    _result_unavailable_message(),
-                    f"DashScope result download from {where} broke off: {type(exc).__name__}",
-                    retryable=True,
-                ) from None
-        return b"".join(chunks)
+                raise unavailable(f"DashScope result download from {where} broke off: {type(exc).__name__}") from None
 
 
-def _transport_error(exc: requests.RequestException, read_timeout: float) -> DashScopeError:
-    """A generation call that got no usable answer. Only a connection that never opened is certain
-    not to have produced (and billed) an image; the others say so to the operator."""
+def _transport_error(exc: requests.RequestException) -> ProviderError:
+    """A generation call that got no usable answer. Only a connection that never opened (or a
+    request that could not be sent) is certain not to have produced, and billed, an image."""
     if http.is_read_timeout(exc):
-        return DashScopeError(
-            _("The crowd-removal service took too long to answer. Please try again later."),
-            f"DashScope read timeout after {read_timeout:.0f} s (the call may be billed)",
+        return ProviderError(
+            "slow",
+            f"DashScope read timeout after {GENERATION_TIMEOUTS.read:.0f} s",
             retryable=True,
+            billed=True,
         )
     if http.never_sent(exc):
-        return DashScopeError(_unavailable_message(), f"DashScope unreachable: {type(exc).__name__}", retryable=True)
+        return ProviderError("unavailable", f"DashScope unreachable: {type(exc).__name__}", retryable=True)
     if http.not_sent(exc):
-        return DashScopeError(
-            _unavailable_message(),
-            f"DashScope not called (the request could not be sent): {type(exc).__name__}",
-            retryable=True,
+        return ProviderError(
+            "unavailable", f"DashScope not called (the request could not be sent): {type(exc).__name__}", retryable=True
         )
-    return DashScopeError(
-        _unavailable_message(),
-        f"DashScope connection lost mid-call (the call may be billed): {type(exc).__name__}",
-        retryable=True,
+    return ProviderError(
+        "unavailable", f"DashScope connection lost mid-call: {type(exc).__name__}", retryable=True, billed=True
     )
 
 
+# --- Where results may come from ---------------------------------------------------------------
+
+# A result link names a bucket on Alibaba's object storage (OSS) in the API's own region: as seen
+# in answers and in Alibaba's examples, Singapore's results live on
+# dashscope-result-sgp.oss-ap-southeast-1.aliyuncs.com; Beijing's on buckets in several mainland
+# regions (dashscope-result-bj.oss-cn-beijing, -sz.oss-cn-shenzhen, -wlcb-acdr-1.oss-cn-wulanchabu-
+# acdr-1, …) and on OSS's global accelerate endpoint (dashscope-result-sh.oss-accelerate). Any other
+# host is refused before a request goes out: an answer must not send our server anywhere else.
+RESULT_HOST = re.compile(r"dashscope-result-[a-z0-9-]+\.oss-(?P<region>[a-z0-9-]+)\.aliyuncs\.com")
+RESULT_REGIONS = {
+    "dashscope-intl.aliyuncs.com": re.compile(r"ap-southeast-1"),
+    "dashscope.aliyuncs.com": re.compile(r"cn-[a-z0-9-]+|accelerate"),
+}
+# An API host not listed above (a region added later) accepts results on any OSS region.
+ANY_REGION = re.compile(r"[a-z0-9-]+")
+
+
 def check_result_url(url: str, api_url: str) -> None:
-    """A result URL must be https — or plain http only when the API itself is (a local fake)."""
-    scheme = urlsplit(url).scheme.lower()
-    allowed = {"https"} | ({"http"} if urlsplit(api_url).scheme.lower() == "http" else set())
-    if scheme not in allowed or not urlsplit(url).hostname:
-        raise DashScopeError(
-            _result_unavailable_message(),
-            f"DashScope result URL refused: scheme {scheme or 'none'!r} (allowed: {', '.join(sorted(allowed))})",
+    """Refuse a result URL that is not https on an OSS host of the API's region (RESULT_HOST,
+    RESULT_REGIONS). Against a local fake (the API plain http on a loopback address) the fake's
+    own host is accepted instead, over http or https."""
+    api = urlsplit(api_url)
+    result = urlsplit(url)
+    scheme, host = result.scheme.lower(), (result.hostname or "").lower()
+    api_host = (api.hostname or "").lower()
+    if api.scheme.lower() == "http" and _is_loopback(api_host):
+        allowed = scheme in ("http", "https") and host == api_host
+        expected = f"http(s) on {api_host}"
+    else:
+        match = RESULT_HOST.fullmatch(host)
+        regions = RESULT_REGIONS.get(api_host, ANY_REGION)
+        allowed = scheme == "https" and match is not None and regions.fullmatch(match["region"]) is not None
+        expected = f"https on dashscope-result-*.oss-<{regions.pattern}>.aliyuncs.com"
+    if not allowed:
+        logger.error("DashScope named a result on %s://%s, expected %s: refused", scheme or "?", host or "?", expected)
+        raise ProviderError(
+            "result_unavailable",
+            f"DashScope result URL refused: scheme {scheme or 'none'!r}, host {host or 'none'!r} (expected {expected})",
+            retryable=True,
+            billed=True,
         )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _result_url(answer: dict) -> tuple[str, str, object]:
@@ -420,42 +434,35 @@ def _result_url(answer: dict) -> tuple[str, str, object]:
         url = next(part["image"] for part in content if isinstance(part, dict) and part.get("image"))
     except (KeyError, IndexError, TypeError, StopIteration):
         logger.error("DashScope answered 200 without a result image (request %s)", request_id)
-        raise DashScopeError(
-            _unavailable_message(), f"DashScope 200 without an image, request {request_id}", retryable=True
+        raise ProviderError(
+            "unavailable", f"DashScope 200 without an image, request {request_id}", retryable=True, billed=True
         ) from None
     if not isinstance(url, str):
-        raise DashScopeError(
-            _unavailable_message(), f"DashScope result is not a URL, request {request_id}", retryable=True
+        raise ProviderError(
+            "unavailable", f"DashScope result is not a URL, request {request_id}", retryable=True, billed=True
         )
     return url, request_id, answer.get("usage")
 
 
-def _image_size(data: bytes) -> tuple[int, int]:
+def decode_result(data: bytes) -> Image.Image:
+    """The model's frame as RGB (transparency flattened onto white, as the model was shown the
+    photo), refusing what is not a plausible result."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.size
-    except Exception as exc:  # anything Pillow cannot identify is not a result
-        raise DashScopeError(_result_unavailable_message(), "DashScope result is not an image") from exc
+            if max(im.size) > MAX_RESULT_SIDE or min(im.size) < 1:
+                raise ValueError(f"{im.width}x{im.height}")
+            im.load()
+            return on_white(im.convert("RGBA") if "A" in im.getbands() or "transparency" in im.info else im)
+    except Exception as exc:  # Pillow reports undecodable data through many exception types
+        raise ProviderError(
+            "unusable_result",
+            f"DashScope result is not a usable image: {type(exc).__name__}: {exc}"[:300],
+            retryable=True,
+            billed=True,
+        ) from None
 
 
 # --- Errors --------------------------------------------------------------------------------------
-
-
-def _unavailable_message() -> str:
-    return _("Crowd removal is temporarily unavailable. Please try again later.")
-
-
-def _result_unavailable_message() -> str:
-    return _("We could not fetch the result from the crowd-removal service. Please try again later.")
-
-
-def _unprocessable_photo() -> str:
-    return _("The crowd-removal service could not process this photo. Please try another photo.")
-
-
-def _unavailable(detail: str, *, code: str, status: int | None = None) -> DashScopeError:
-    return DashScopeError(_unavailable_message(), detail, retryable=True, code=code, status=status)
-
 
 # Codes the operator must act on: logged at ERROR, with what to check.
 OPERATOR_ACTION = {
@@ -468,9 +475,10 @@ OPERATOR_ACTION = {
 }
 
 
-def error_for(status: int, answer: dict) -> DashScopeError:
-    """Map a DashScope error answer to a DashScopeError, by code (never by message text), and log
-    it: ERROR where the operator must act, WARNING for the service's own trouble."""
+def error_for(status: int, answer: dict) -> ProviderError:
+    """Map a DashScope error answer to a ProviderError, by code (never by message text), and log
+    it: ERROR where the operator must act, WARNING for the service's own trouble. Failed calls are
+    not billed, except that a 504 may hide a model that ran."""
     code = str(answer.get("code") or "")
     family = code.split(".", 1)[0]
     request_id = str(answer.get("request_id", ""))
@@ -478,43 +486,35 @@ def error_for(status: int, answer: dict) -> DashScopeError:
         f"DashScope HTTP {status} {code or '(no code)'}: {_safe_message(answer.get('message'))} (request {request_id})"
     )
 
+    def error(message: str, *, retryable: bool) -> ProviderError:
+        return ProviderError(message, detail, retryable=retryable, billed=status == 504, status=status, code=code)
+
     if family == "DataInspectionFailed" or code == "InvalidParameter.DataInspection":
         logger.info("%s", detail)
-        return DashScopeError(
-            _(
-                "The crowd-removal service's content checks refused this photo, so we could not edit it. "
-                "Please try a different photo."
-            ),
-            detail,
-            code=code,
-            status=status,
-        )
+        return error("moderated", retryable=False)
     if family in ("InvalidApiKey", "Arrearage", "AccessDenied") or (status == 401 and not family):
         action = OPERATOR_ACTION.get(family, OPERATOR_ACTION["InvalidApiKey"])
         logger.error("%s — %s", detail, action)
-        return _unavailable(detail, code=code, status=status)
+        return error("unavailable", retryable=True)
     if family == "Throttling" or status == 429:
         logger.warning("%s", detail)
-        return DashScopeError(
-            _("The crowd-removal service is busy right now. Please try again in a few minutes."),
-            detail,
-            retryable=True,
-            code=code,
-            status=status,
-        )
+        return error("busy", retryable=True)
     if code in ("InvalidParameter.ImageFormat", "InvalidParameter.ImageContent", "InvalidParameter.FileDownload"):
         logger.warning("%s", detail)
-        return DashScopeError(_unprocessable_photo(), detail, code=code, status=status)
+        return error("unprocessable", retryable=False)
     if family == "InvalidParameter":
         # Not about the photo (those codes are above): our request or DASHSCOPE_MODEL is wrong, and
         # another photo would fail the same way until the operator fixes it.
         logger.error("%s — %s", detail, OPERATOR_ACTION["InvalidParameter"])
-        return _unavailable(detail, code=code, status=status)
+        return error("unavailable", retryable=True)
     if status >= 500 or family in ("InternalError", "ServiceUnavailable", "GatewayTimeout"):
         logger.warning("%s", detail)
-        return _unavailable(detail, code=code, status=status)
+        return error("unavailable", retryable=True)
+    if 300 <= status <= 399:
+        logger.error("%s — a redirect, not followed: check DASHSCOPE_API_URL", detail)
+        return error("unavailable", retryable=True)
     logger.error("%s — unexpected answer", detail)
-    return _unavailable(detail, code=code, status=status)
+    return error("unavailable", retryable=True)
 
 
 def _safe_message(message: object) -> str:

@@ -1,4 +1,9 @@
-"""Outbound HTTP shared by the provider clients: a session factory and one bounded retry loop.
+"""Outbound HTTP shared by the provider clients: one error type, a session factory, one bounded
+retry loop and a size-capped body read.
+
+Every client failure is a `ProviderError`: a key into the provider's table of visitor messages, a
+detail for the operator, whether trying again later may help, and whether the call may have been
+billed. The engines translate it into an `EngineError` (segmentation.engines.base.provider_failure).
 
 `send` applies explicit connect/read timeouts and retries only what is both safe and useful:
 
@@ -16,8 +21,12 @@
   visitor has already waited a whole read timeout.
 * Any other status is returned unchanged: repeating a refused request cannot help.
 
-Callers map the final response or exception to their own error type; this module knows nothing
-about any provider.
+Redirects are never followed (`allow_redirects=False` on every call): requests keeps custom
+credential headers such as remove.bg's `X-API-Key` on a 307/308 to another host, and a signed
+result link has no business sending us elsewhere. A 3xx is a provider error like any other status.
+
+Callers map the final response or exception to a `ProviderError`; this module knows nothing about
+any provider.
 """
 
 from __future__ import annotations
@@ -34,6 +43,38 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 
 logger = logging.getLogger(__name__)
+
+
+class ProviderError(Exception):
+    """A provider call that failed.
+
+    `message` is a key into the provider's table of visitor messages (`MESSAGES` in its module),
+    `values` what that message interpolates; `detail` is for the operator's log and never holds a
+    key, image bytes or a signed URL's query. `billed` is True when the provider may have done (and
+    charged for) the work although we got nothing usable: a read timeout, a connection lost after
+    the request went out, a paid answer we could not use. `status` is the HTTP status (None: no
+    answer) and `code` the provider's own error code ("" when it gave none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        detail: str,
+        *,
+        retryable: bool,
+        billed: bool = False,
+        status: int | None = None,
+        code: str = "",
+        values: dict[str, object] | None = None,
+    ):
+        super().__init__(detail)
+        self.message = message
+        self.detail = detail
+        self.retryable = retryable
+        self.billed = billed
+        self.status = status
+        self.code = code
+        self.values = values or {}
 
 
 @dataclass(frozen=True)
@@ -112,7 +153,9 @@ def send(
 
     Raises `requests.RequestException` when the last attempt got no response at all. `kwargs` go
     to `session.request` unchanged and must be replayable (bytes, not open files or generators).
+    Redirects are returned, never followed (see above).
     """
+    kwargs["allow_redirects"] = False
     failures = 0  # retryable statuses and connection failures so far
     rate_limited = 0
     while True:
@@ -147,6 +190,33 @@ def send(
             continue
 
         return response
+
+
+class ResponseTooLarge(Exception):
+    """An answer longer than the caller's limit (declared or as it arrived)."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the answer exceeds {limit} bytes")
+        self.limit = limit
+
+
+def read_body(response: requests.Response, limit: int) -> bytes:
+    """The body of a response sent with `stream=True`, read into memory but never beyond `limit`
+    bytes: a declared Content-Length above it is refused before reading, and a body that keeps
+    coming is cut off as soon as it passes it (an endless or hostile answer costs at most `limit`).
+
+    Raises `ResponseTooLarge`, or `requests.RequestException` when the connection fails midway.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ResponseTooLarge(limit)
+    chunks, total = [], 0
+    for chunk in response.iter_content(chunk_size=256 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise ResponseTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def never_sent(exc: requests.RequestException) -> bool:

@@ -1,4 +1,4 @@
-"""The remove.bg client: the only code that talks to remove.bg (contract: specs/removebg.md).
+"""The remove.bg client: the only code that talks to remove.bg (contract: docs/providers/removebg.md).
 
 One call, `cut_out(photo, size)`, sends a person photo and returns the cutout as an RGBA image.
 What it sends is upright and metadata-free, within remove.bg's input limits (22 MB, 50 MP). What it
@@ -6,32 +6,34 @@ asks for is always explicit (`size`, `format`, `type`), because remove.bg's defa
 its default size is `preview`, and its PNG output silently stops at 10 MP, so larger results come
 as a ZIP of `color.jpg` and `alpha.png` that we join here, in memory.
 
-Every failure becomes a `RemoveBgError` (an `EngineError`): a message the visitor can act on, a
-detail for the operator, and whether trying again later may help.
+Every failure is a `ProviderError` whose message is a key of `MESSAGES`; the engine
+(segmentation.engines.removebg) turns it into what the visitor reads.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import zipfile
-from dataclasses import dataclass
 
 import requests
 from django.conf import settings
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
-from segmentation.engines.base import EngineError
 from segmentation.images import WORKING_LONG_SIDE, Photo, fit_pixels
 from segmentation.providers.http import (
     TRANSIENT_STATUSES,
+    ProviderError,
+    ResponseTooLarge,
     RetryPolicy,
     Timeouts,
     never_sent,
     new_session,
     not_sent,
+    read_body,
     send,
 )
 
@@ -45,6 +47,14 @@ OUTPUT_CAP = {"preview": 250_000, "full": 25_000_000}
 PNG_OUTPUT_CAP = 10_000_000
 # A ZIP member larger than this is not a cutout of a ≤ 25 MP photo (guards against a zip bomb).
 MAX_ZIP_MEMBER_BYTES = 200 * 1024 * 1024
+# The answer is read into memory up to a cap, so an endless or hostile body cannot fill the RAM. An
+# RGBA PNG takes at most 4 bytes a pixel (plus a little framing); the ZIP's color.jpg about 3 even
+# for pure noise at high quality, its alpha.png at most 1. Twice the worst case, plus room for the
+# headers of small results: 3 MB for a preview, 201 MB for a 25 MP full result.
+RESULT_BYTES_PER_PIXEL = 8
+RESULT_BYTES_MARGIN = 1024 * 1024
+# An error answer is a short JSON document (or a proxy's HTML page): only its start is read.
+ERROR_BODY_LIMIT = 64 * 1024
 
 # A 25 MP cutout takes remove.bg several seconds; the read timeout counts between bytes, so this is
 # a ceiling on silence, not on the whole call.
@@ -66,27 +76,13 @@ RETRY_POLICY = RetryPolicy(
 USER_AGENT = "portraitsite (+remove.bg API v1.0 client)"
 
 
-class RemoveBgError(EngineError):
-    """remove.bg could not make the cutout. `status` is the HTTP status (None: no answer)."""
-
-    def __init__(
-        self,
-        visitor_message: str,
-        operator_detail: str,
-        *,
-        retryable: bool,
-        status: int | None = None,
-        code: str = "",
-    ):
-        super().__init__(visitor_message, operator_detail, retryable=retryable)
-        self.status = status
-        self.code = code
-
-
-@dataclass
-class Cutout:
-    image: Image.Image  # RGBA, at the size remove.bg returned
-    credits: float  # what this call cost (X-Credits-Charged)
+# What the visitor reads for each failure (translated when the engine shows it).
+MESSAGES = {
+    "no_person": _("We could not find a person in this photo. Please try a photo where someone is clearly visible."),
+    "unavailable": _("Background removal is temporarily unavailable. Please try again in a few minutes."),
+    "busy": _("Background removal is busy right now. Please try again in a minute."),
+    "unusable": _("The background removal service could not process this photo. Please try another photo."),
+}
 
 
 # --- Credits --------------------------------------------------------------------------------------
@@ -107,25 +103,6 @@ def _record_credits(amount: float) -> None:
         _credits_total += amount
 
 
-# --- Messages -------------------------------------------------------------------------------------
-
-
-def _no_person_message() -> str:
-    return _("We could not find a person in this photo. Please try a photo where someone is clearly visible.")
-
-
-def _unavailable_message() -> str:
-    return _("Background removal is temporarily unavailable. Please try again in a few minutes.")
-
-
-def _busy_message() -> str:
-    return _("Background removal is busy right now. Please try again in a minute.")
-
-
-def _unusable_message() -> str:
-    return _("The background removal service could not process this photo. Please try another photo.")
-
-
 # --- The call ---------------------------------------------------------------------------------------
 
 _sessions = threading.local()  # requests.Session is not meant to be shared between threads
@@ -138,13 +115,14 @@ def _session() -> requests.Session:
     return session
 
 
-def cut_out(photo: Photo, size: str) -> Cutout:
-    """The person in `photo`, cut out by remove.bg at `size` ("preview" or "full")."""
+def cut_out(photo: Photo, size: str) -> Image.Image:
+    """The person in `photo`, cut out by remove.bg at `size` ("preview" or "full"): RGBA, at the
+    size remove.bg returned."""
     if size not in OUTPUT_CAP:
         raise ValueError(f"unsupported size {size!r}")
     api_key = settings.REMOVEBG_API_KEY
     if not api_key:
-        raise RemoveBgError(_unavailable_message(), "REMOVEBG_API_KEY is not set", retryable=True)
+        raise ProviderError("unavailable", "REMOVEBG_API_KEY is not set", retryable=True)
 
     upload, media_type, pixels = _upload_for(photo, size)
     expected_pixels = min(pixels, OUTPUT_CAP[size])
@@ -161,25 +139,42 @@ def cut_out(photo: Photo, size: str) -> Cutout:
             headers={"X-API-Key": api_key},
             data={"size": size, "type": "person", "format": output_format},
             files={"image_file": (f"photo.{extension}", upload, media_type)},
+            stream=True,  # read by read_body, within a cap
         )
     except requests.RequestException as exc:
         if never_sent(exc):
-            what = "unreachable"
+            what, billed = "unreachable", False
         elif not_sent(exc):
-            what = "not called (the request could not be sent)"
+            what, billed = "not called (the request could not be sent)", False
         else:
-            what = "gave no answer (the call may have been charged)"
+            what, billed = "gave no answer", True
         # Only the exception's type, and not chained: its text can quote a header value, i.e. the
         # key (InvalidHeader, when the key ends in a newline), and this detail is logged.
-        raise RemoveBgError(_unavailable_message(), f"remove.bg {what}: {type(exc).__name__}", retryable=True) from None
+        raise ProviderError(
+            "unavailable", f"remove.bg {what}: {type(exc).__name__}", retryable=True, billed=billed
+        ) from None
 
     with response:
         if response.status_code != 200:
             raise _error_for(response)
-        credits = _charged(response)
-        _record_credits(credits)
-        image = _decode_result(response, output_format)
-    return Cutout(image=image, credits=credits)
+        _record_credits(_charged(response))
+        limit = RESULT_BYTES_PER_PIXEL * expected_pixels + RESULT_BYTES_MARGIN
+        try:
+            body = read_body(response, limit)
+        except ResponseTooLarge as exc:
+            logger.error("remove.bg sent a %s result over %d bytes; not read further.", output_format, exc.limit)
+            raise ProviderError(
+                "unavailable", f"remove.bg result exceeds {exc.limit} bytes", retryable=True, billed=True, status=200
+            ) from None
+        except requests.RequestException as exc:
+            raise ProviderError(
+                "unavailable",
+                f"remove.bg result broke off: {type(exc).__name__}",
+                retryable=True,
+                billed=True,
+                status=200,
+            ) from None
+    return _decode_result(body, output_format, response.headers.get("Content-Type", "?"))
 
 
 def _upload_for(photo: Photo, size: str) -> tuple[bytes, str, int]:
@@ -217,7 +212,7 @@ def _within_input_limits(image: Image.Image, encoded_bytes: int) -> tuple[bytes,
         if len(data) <= MAX_INPUT_BYTES:
             return data, media_type, candidate.width * candidate.height
         ratio *= 0.95 * MAX_INPUT_BYTES / len(data)
-    raise RemoveBgError(_unusable_message(), "could not bring the upload under 22 MB", retryable=False)
+    raise ProviderError("unusable", "could not bring the upload under 22 MB", retryable=False)
 
 
 def _encode_upload(image: Image.Image) -> tuple[bytes, str]:
@@ -238,8 +233,7 @@ def _charged(response: requests.Response) -> float:
         return 0.0
 
 
-def _decode_result(response: requests.Response, output_format: str) -> Image.Image:
-    body = response.content
+def _decode_result(body: bytes, output_format: str, content_type: str) -> Image.Image:
     try:
         if output_format == "zip":
             return _join_zip(body)
@@ -256,12 +250,13 @@ def _decode_result(response: requests.Response, output_format: str) -> Image.Ima
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,
     ) as exc:
-        raise RemoveBgError(
-            _unavailable_message(),
+        raise ProviderError(
+            "unavailable",
             f"remove.bg sent an unreadable {output_format} result ({len(body)} bytes, "
-            f"Content-Type {response.headers.get('Content-Type', '?')}): {exc}",
+            f"Content-Type {content_type}): {exc}",
             retryable=True,
-            status=response.status_code,
+            billed=True,
+            status=200,
         ) from exc
 
 
@@ -289,41 +284,59 @@ def _join_zip(body: bytes) -> Image.Image:
 # --- Errors -------------------------------------------------------------------------------------------
 
 
-def _error_for(response: requests.Response) -> RemoveBgError:
-    """Key on the status first: `code` and `detail` may be missing, and proxies answer in HTML."""
+def _error_for(response: requests.Response) -> ProviderError:
+    """Key on the status first: `code` and `detail` may be missing, and proxies answer in HTML.
+    No refusal is billed (remove.bg charges successes only)."""
     status = response.status_code
     title, code, detail = _first_error(response)
     described = f"remove.bg {status}" + (f" {code}" if code else "") + f": {title}" + (f" ({detail})" if detail else "")
 
+    def error(message: str, *, retryable: bool) -> ProviderError:
+        return ProviderError(message, described, retryable=retryable, status=status, code=code)
+
     if status == 400 and (code == "unknown_foreground" or "foreground" in title.lower()):
-        return RemoveBgError(_no_person_message(), described, retryable=False, status=status, code=code)
+        return error("no_person", retryable=False)
     if status == 402:
         logger.error(
             "remove.bg is out of credits (%s). Top up the account at https://www.remove.bg/ "
             "(Dashboard › API); cutouts fail until then.",
             described,
         )
-        return RemoveBgError(_unavailable_message(), described, retryable=True, status=status, code=code)
+        return error("unavailable", retryable=True)
     if status in (401, 403):
         logger.error("remove.bg refused the API key (%s). Check REMOVEBG_API_KEY.", described)
-        return RemoveBgError(_unavailable_message(), described, retryable=True, status=status, code=code)
+        return error("unavailable", retryable=True)
     if status == 429:
-        return RemoveBgError(_busy_message(), described, retryable=True, status=status, code=code)
+        return error("busy", retryable=True)
     if 500 <= status <= 599:
-        return RemoveBgError(_unavailable_message(), described, retryable=True, status=status, code=code)
+        return error("unavailable", retryable=True)
     if status == 400:
         # Our request was checked against the contract, so this is about the photo (unreadable,
         # too large) or a change on remove.bg's side: the operator should see it either way.
         logger.error("remove.bg rejected a request (%s).", described)
-        return RemoveBgError(_unusable_message(), described, retryable=False, status=status, code=code)
+        return error("unusable", retryable=False)
+    if 300 <= status <= 399:
+        # Not followed (see segmentation.providers.http): the key would travel with the request.
+        logger.error(
+            "remove.bg answered with a redirect to %s (%s), not followed. Check REMOVEBG_API_URL.",
+            _where(response.headers.get("Location", "")),
+            described,
+        )
+        return error("unavailable", retryable=True)
     logger.error("remove.bg answered with an unexpected status (%s). Check REMOVEBG_API_URL.", described)
-    return RemoveBgError(_unavailable_message(), described, retryable=True, status=status, code=code)
+    return error("unavailable", retryable=True)
 
 
 def _first_error(response: requests.Response) -> tuple[str, str, str]:
     """title, code, detail of the first error in the body; the start of the body if not JSON."""
     try:
-        first = response.json()["errors"][0]
+        body = read_body(response, ERROR_BODY_LIMIT)
+    except ResponseTooLarge:
+        return f"an error body over {ERROR_BODY_LIMIT} bytes", "", ""
+    except requests.RequestException as exc:
+        return f"an error body that broke off ({type(exc).__name__})", "", ""
+    try:
+        first = json.loads(body)["errors"][0]
         title = str(first.get("title") or "")
         code = str(first.get("code") or "")
         detail = str(first.get("detail") or "")
@@ -331,6 +344,11 @@ def _first_error(response: requests.Response) -> tuple[str, str, str]:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         content_type = response.headers.get("Content-Type", "")
         if content_type.startswith(("text/", "application/json")):
-            text = " ".join(response.text[:200].split())
+            text = " ".join(body[:200].decode("utf-8", "replace").split())
             return f"non-JSON error body: {text!r}", "", ""
-        return f"error body of type {content_type or 'unknown'} ({len(response.content)} bytes)", "", ""
+        return f"error body of type {content_type or 'unknown'} ({len(body)} bytes)", "", ""
+
+
+def _where(url: str) -> str:
+    """A URL without its query, which may carry credentials."""
+    return url.split("?", 1)[0] or "(no Location)"

@@ -56,7 +56,6 @@ from tests.fakes.server import (
 
 if TYPE_CHECKING:  # the fake runs on its own, without Django: the site's modules load only in tests
     from segmentation.images import Photo
-    from segmentation.providers.dashscope import EditedImage
 
 BASE_PATH = "/api/v1"
 GENERATION_PATH = f"{BASE_PATH}/services/aigc/multimodal-generation/generation"
@@ -516,7 +515,7 @@ def dashscope_fake(settings, dashscope_sleeps) -> Iterator[FakeDashScope]:
         yield fake
 
 
-def erase_people(photo: Photo | None = None) -> EditedImage:
+def erase_people(photo: Photo | None = None) -> Image.Image:
     """One call through the site's DashScope client (pointed at the fake by `dashscope_fake`), closed
     afterwards: the model's edited frame. The photo is a 640×480 street scene unless given."""
     from segmentation.images import accept_upload

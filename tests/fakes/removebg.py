@@ -101,6 +101,7 @@ class Forced:
     retry_after: str | None = None
     body: bytes | None = None  # raw body, e.g. an HTML error page from a proxy
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # more headers: Location, Transfer-Encoding
 
 
 class FakeRemoveBg(FakeServer):
@@ -130,8 +131,10 @@ class FakeRemoveBg(FakeServer):
         retry_after: str | int | float | None = None,
         body: bytes | None = None,
         content_type: str = "application/json",
+        chunked: bool = False,
     ) -> None:
-        """Answer the next `times` authenticated requests with `status` instead of a cutout."""
+        """Answer the next `times` authenticated requests with `status` instead of a cutout;
+        `chunked` sends the body without declaring its length (Transfer-Encoding: chunked)."""
         default_titles = {402: "Insufficient credits", 429: "Rate limit exceeded", 503: "Service unavailable"}
         forced = Forced(
             status,
@@ -141,8 +144,16 @@ class FakeRemoveBg(FakeServer):
             None if retry_after is None else str(retry_after),
             body,
             content_type,
+            (("Transfer-Encoding", "chunked"),) if chunked else (),
         )
         self._push(self._forced, [forced] * times)
+
+    def redirect_next(self, location: str, status: int = 307) -> None:
+        """Answer the next authenticated request with a redirect to `location`, as a misconfigured
+        proxy or a hijacked DNS name might."""
+        self._push(
+            self._forced, [Forced(status, body=b"", content_type="text/plain", headers=(("Location", location),))]
+        )
 
     def drop_next(self, times: int = 1) -> None:
         """Close the connection without answering the next `times` authenticated requests."""
@@ -196,6 +207,7 @@ class FakeRemoveBg(FakeServer):
             return 0, [], b""
         if forced is not None:
             headers = [("Retry-After", forced.retry_after)] if forced.retry_after is not None else []
+            headers += forced.headers
             if forced.body is not None:
                 return forced.status, [("Content-Type", forced.content_type), *headers], forced.body
             status, error_headers, error_body = _error(forced.status, forced.title, forced.code, forced.detail)

@@ -192,6 +192,14 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)
+                if any(name.lower() == "transfer-encoding" for name, _value in headers):
+                    # A body of undeclared length, as streaming servers send: chunks, then an empty one.
+                    self.end_headers()
+                    for start in range(0, len(payload), 64 * 1024):
+                        chunk = payload[start : start + 64 * 1024]
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if pacing.pause is None:
