@@ -1,7 +1,7 @@
 """The visitor's side: upload, job page, status, preview, unlock, download, delete.
 
-Views read like the HTTP contract in DESIGN.md; the work happens in images, store, jobs and the
-unlock app. Every response about a job is `Cache-Control: no-store`: it is somebody's photo.
+Views read like the HTTP contract in docs/architecture.md ("URLs"); the work happens in images,
+store, jobs and the unlock app. Every response about a job is `Cache-Control: no-store`: it is somebody's photo.
 """
 
 from __future__ import annotations

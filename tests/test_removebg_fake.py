@@ -1,5 +1,5 @@
-"""The fake remove.bg behaves like specs/removebg.md says remove.bg does, so tests built on it mean
-something. Spoken to with plain `requests`, not with our client."""
+"""The fake remove.bg behaves like docs/providers/removebg.md says remove.bg does, so tests built
+on it mean something. Spoken to with plain `requests`, not with our client."""
 
 import base64
 import io

@@ -1,5 +1,5 @@
 """A fake DashScope (Alibaba Cloud Model Studio): a real HTTP server on 127.0.0.1 that follows
-specs/dashscope.md for `qwen-image-edit-plus`.
+docs/providers/dashscope.md for `qwen-image-edit-plus`.
 
 The generation endpoint checks what DashScope checks — the Bearer key (401 InvalidApiKey), a known
 model (400 "Model not exist."), one user message with 1–3 images (data URI or https URL) and exactly

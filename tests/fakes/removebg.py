@@ -1,4 +1,4 @@
-"""A fake remove.bg API v1.0: a real HTTP server on 127.0.0.1 that follows specs/removebg.md.
+"""A fake remove.bg API v1.0: a real HTTP server on 127.0.0.1 that follows docs/providers/removebg.md.
 
 It checks what remove.bg checks (the key header in any case, exactly one source, the file type by
 its magic bytes, 22 MB and 50 MP, `size`, `format`, `type`), answers like remove.bg (error bodies,
