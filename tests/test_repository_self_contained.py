@@ -37,13 +37,16 @@ def pointers_outside(text: str) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
 
 
+SHARED, SPECS = "shared", "specs"  # the examples below are assembled, for the same reason
+
+
 @pytest.mark.parametrize(
     "line",
     [
-        "# see " + "DESIGN" + ".md, Engines",
-        "Contract: " + "/work" + "/shared/specs/dashscope.md.",
-        "follows " + "specs" + "/removebg.md.",
-        "as in ../" + "shared/STYLE.md",
+        f"# see {'DESIGN'}.md, Engines",
+        f"Contract: /work/{SHARED}/{SPECS}/dashscope.md.",
+        f"follows {SPECS}/removebg.md.",
+        f"as in ../{SHARED}/{'STYLE'}.md",
     ],
 )
 def test_the_check_recognises_a_pointer_outside(line):
