@@ -69,6 +69,9 @@ if not DEBUG and not ALLOWED_HOSTS:
 ADMIN_URL = _setting(env.str, "ADMIN_URL", default="admin/").strip("/") + "/"
 OPERATOR_NAME = _setting(env.str, "OPERATOR_NAME", default="portraitsite")
 CONTACT_EMAIL = _setting(env.str, "CONTACT_EMAIL", default="privacy@example.com")
+# /healthz shows its details (store fill, jobs, engines, credits) only to
+# `Authorization: Bearer <HEALTHZ_TOKEN>`; unset, only in development (DEBUG).
+HEALTHZ_TOKEN = _setting(env.str, "HEALTHZ_TOKEN", default="").strip()
 
 INSTALLED_APPS = [
     "django.contrib.admin",

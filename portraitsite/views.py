@@ -6,9 +6,7 @@ from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portraitsite import legal
-from segmentation import jobs, store
-from segmentation.engines import engines_in_use
+from portraitsite import health, legal
 
 
 @require_GET
@@ -29,17 +27,13 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-def healthz(request: HttpRequest) -> JsonResponse:
-    used, budget = store.usage()
-    body = {
-        "ok": True,
-        "store": {"bytes_used": used, "bytes_budget": budget, "ratio": round(used / budget, 4)},
-        "jobs_in_flight": jobs.pool().in_flight,
-        "job_capacity": jobs.pool().capacity,
-        "engines": engines_in_use(),
-    }
-    if engines_in_use()["cutout"] == "removebg":
-        from segmentation.providers.removebg import credits_charged
-
-        body["removebg_credits_charged"] = credits_charged()
-    return JsonResponse(body)
+def healthz(request: HttpRequest) -> HttpResponse:
+    """A bare {"ok": true} for load balancers; the details (portraitsite.health) for the token's holder."""
+    allowed = health.access(request)
+    if allowed == health.Access.REFUSED:
+        response = HttpResponse("unauthorized\n", status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="healthz"'
+        return response
+    if allowed == health.Access.DETAILS:
+        return JsonResponse({"ok": True, **health.details()})
+    return JsonResponse({"ok": True})

@@ -20,6 +20,15 @@ def token_of(response) -> str:
     return response["Location"].rstrip("/").rsplit("/", 1)[-1]
 
 
+def health_details(client: Client) -> dict:
+    """/healthz with the operator's token: the details, not the public bare {"ok": true}."""
+    from django.conf import settings
+
+    response = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {settings.HEALTHZ_TOKEN}")
+    assert response.status_code == 200, response.content[:200]
+    return response.json()
+
+
 def wait_until(token: str, done, timeout: float = 60.0) -> store.Job:
     """Poll the store until `done(job)`; the pool runs jobs in its own threads."""
     deadline = time.monotonic() + timeout

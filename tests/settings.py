@@ -24,3 +24,5 @@ CROWD_ENGINE = "auto"
 # than any visitor.
 UPLOADS_PER_MINUTE = 0
 UNLOCK_FAILURES_PER_MINUTE = 0
+# /healthz details need this token (tests/flow.py's `health_details` sends it).
+HEALTHZ_TOKEN = "test-healthz-token"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from segmentation import store
-from tests.flow import token_of, upload, wait_ready, wait_unlocked
+from tests.flow import health_details, token_of, upload, wait_ready, wait_unlocked
 from tests.photos import encode, gradient, portrait_scene
 from unlock.issuing import issue
 from unlock.models import UnlockCode
@@ -194,7 +194,7 @@ class TestPages:
             assert client.get(path).status_code == 200
 
     def test_health(self, client):
-        health = client.get("/healthz").json()
+        health = health_details(client)
         assert health["ok"] is True and health["engines"] == {"cutout": "local", "crowd": "local"}
         assert health["store"]["bytes_budget"] > 0
 

@@ -9,7 +9,7 @@ from PIL import Image
 from segmentation import store
 from segmentation.providers import removebg
 from tests.fakes.removebg import jpeg, portrait
-from tests.flow import token_of, upload, wait_ready, wait_unlocked
+from tests.flow import health_details, token_of, upload, wait_ready, wait_unlocked
 from unlock.issuing import issue
 from unlock.models import UnlockCode
 
@@ -54,7 +54,7 @@ def test_upload_pays_a_preview_and_unlock_pays_the_full_result(client, removebg_
     assert alpha.getpixel((5, 5)) == 0 and alpha.getpixel((800, 1190)) == 255
     assert removebg.credits_charged() - credits_before == 1.25
 
-    health = client.get("/healthz").json()
+    health = health_details(client)
     assert health["engines"]["cutout"] == "removebg"
     assert health["removebg_credits_charged"] == removebg.credits_charged()
 
