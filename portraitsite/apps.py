@@ -5,4 +5,4 @@ class PortraitsiteConfig(AppConfig):
     name = "portraitsite"
 
     def ready(self) -> None:
-        from portraitsite import checks  # noqa: F401  (registers the system checks)
+        from portraitsite import checks, operator_checks  # noqa: F401  (registers the system checks)

@@ -108,12 +108,23 @@ def _engines() -> dict:
     return engines_in_use()
 
 
-@fact("removebg_credits_charged")
-def _removebg_credits_charged() -> float | None:
+@fact("removebg")
+def _removebg() -> dict | None:
+    """The account's balance (None: could not be read) and what this process was charged. Only the
+    numbers: the key never appears here."""
+    from django.conf import settings
+
     from segmentation.engines import engines_in_use
 
     if engines_in_use()["cutout"] != "removebg":
         return None
+    from segmentation.providers import removebg_account
     from segmentation.providers.removebg import credits_charged
 
-    return credits_charged()
+    balance = removebg_account.balance()
+    return {
+        "credits": balance,
+        "low": removebg_account.is_low(balance),
+        "low_threshold": settings.REMOVEBG_LOW_CREDITS,
+        "charged_since_start": credits_charged(),
+    }

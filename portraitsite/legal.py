@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
+from portraitsite import usage
 from segmentation.engines import engines_in_use
 
 POLICY_UPDATED = datetime.date(2026, 11, 26)
@@ -58,7 +59,9 @@ def facts() -> dict:
         "counts_uploads": settings.UPLOADS_PER_MINUTE > 0,
         "counts_unlock_failures": settings.UNLOCK_FAILURES_PER_MINUTE > 0,
         "error_emails": bool(settings.ADMINS),
+        "site_name": settings.SITE_NAME,
         "operator_name": settings.OPERATOR_NAME,
+        "usage_retention_days": usage.RETENTION_DAYS,
         "contact_email": settings.CONTACT_EMAIL,
         "policy_updated": POLICY_UPDATED,
         "upload_limit_mb": settings.MAX_UPLOAD_BYTES // (1024 * 1024),

@@ -68,6 +68,11 @@ if not DEBUG and not ALLOWED_HOSTS:
 # Admin under a path of the operator's choosing; everything session-shaped lives only there.
 ADMIN_URL = _setting(env.str, "ADMIN_URL", default="admin/").strip("/") + "/"
 OPERATOR_NAME = _setting(env.str, "OPERATOR_NAME", default="portraitsite")
+# The name visitors see: header, page titles, legal pages, the admin, error emails.
+SITE_NAME = _setting(env.str, "SITE_NAME", default="portraitsite").strip() or "portraitsite"
+# Optional logo beside the name: a file among the site's static files ("img/logo.svg"), never
+# another origin (portraitsite.operator_checks refuses one).
+SITE_LOGO_URL = _setting(env.str, "SITE_LOGO_URL", default="").strip()
 CONTACT_EMAIL = _setting(env.str, "CONTACT_EMAIL", default="privacy@example.com")
 # /healthz shows its details (store fill, jobs, engines, credits) only to
 # `Authorization: Bearer <HEALTHZ_TOKEN>`; unset, only in development (DEBUG).
@@ -96,7 +101,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything that answers early, so that refusals speak the language of their URL.
-    "django.middleware.locale.LocaleMiddleware",
+    "portraitsite.languages.LanguageMiddleware",
     "portraitsite.middleware.RefuseCrossSitePostsMiddleware",
     # Session, auth and messages run only under ADMIN_URL: visitors never meet them.
     "portraitsite.middleware.AdminSessionMiddleware",
@@ -123,6 +128,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portraitsite.context_processors.site",
+                "portraitsite.context_processors.removebg_credits",
             ],
         },
     },
@@ -183,6 +189,8 @@ JOB_DEADLINE_SECONDS = _positive("JOB_DEADLINE_SECONDS", 600, minimum=5)
 REMOVEBG_API_KEY = _setting(env.str, "REMOVEBG_API_KEY", default="").strip()
 REMOVEBG_API_URL = _setting(env.str, "REMOVEBG_API_URL", default="https://api.remove.bg/v1.0").rstrip("/")
 REMOVEBG_FULL_RESULT = _choice("REMOVEBG_FULL_RESULT", "on_unlock", ("on_unlock", "upfront"))
+# Below this many credits the admin shows a banner and the log a WARNING (at most once an hour).
+REMOVEBG_LOW_CREDITS = _positive("REMOVEBG_LOW_CREDITS", 50, minimum=0)
 DASHSCOPE_API_KEY = _setting(env.str, "DASHSCOPE_API_KEY", default="").strip()
 DASHSCOPE_API_URL = _setting(env.str, "DASHSCOPE_API_URL", default="https://dashscope-intl.aliyuncs.com/api/v1").rstrip(
     "/"
@@ -227,7 +235,6 @@ SESSION_COOKIE_AGE = 8 * 3600
 CSRF_USE_SESSIONS = True
 CSRF_COOKIE_SECURE = not DEBUG
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
-LANGUAGE_COOKIE_NAME = "no-language-cookie"  # the language comes from the URL, never a cookie
 
 # --- Headers ---------------------------------------------------------------------------------------
 SECURE_CSP = {
@@ -293,6 +300,7 @@ WHITENOISE_AUTOREFRESH = DEBUG  # development: serve from the app folders, no co
 # headers, and tokens are cut out of every path (portraitsite.logging).
 ADMINS = _setting(env.list, "ERROR_EMAILS", default=[])
 SERVER_EMAIL = _setting(env.str, "SERVER_EMAIL", default="portraitsite@localhost")
+EMAIL_SUBJECT_PREFIX = f"[{SITE_NAME}] "
 _email = _setting(env.email_url, "EMAIL_URL", default="smtp://localhost:25")
 MAILERS = {
     "default": {

@@ -1,25 +1,21 @@
 from django.conf import settings
-from django.conf.urls.i18n import i18n_patterns
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.functional import lazy
 
-from portraitsite import views
+from portraitsite import urls_visitor, views
 
-admin.site.site_header = admin.site.site_title = f"{settings.OPERATOR_NAME} · unlock codes"
-admin.site.index_title = "Staff"
+# Read when a page is drawn, not at import: the name is the operator's setting (SITE_NAME).
+admin.site.site_header = admin.site.site_title = lazy(lambda: f"{settings.SITE_NAME} · staff", str)()
+admin.site.index_title = lazy(lambda: f"{settings.SITE_NAME}: unlock codes and usage", str)()
 
-# English at the root, other languages under their prefix (/zh-hans/...): the language is in the
-# URL, never in a cookie.
+# The visitor's pages at the root answer in the browser's language; under /en/ and /zh-hans/
+# (portraitsite.languages) in that language. Never a cookie.
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("favicon.ico", views.favicon),
     path(settings.ADMIN_URL, admin.site.urls),
-    *i18n_patterns(
-        path("", include("segmentation.urls")),
-        path("privacy/", views.privacy, name="privacy"),
-        path("terms/", views.terms, name="terms"),
-        prefix_default_language=False,
-    ),
+    path("", include(urls_visitor.urlpatterns)),
 ]
 
 handler400 = "portraitsite.errors.bad_request"

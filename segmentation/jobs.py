@@ -24,6 +24,7 @@ from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from portraitsite import usage
 from segmentation import images, store
 from segmentation.engines import EngineError, engine_named
 from segmentation.images import Photo
@@ -110,7 +111,8 @@ def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
     @functools.wraps(task)
     def run(token: str, *args) -> None:
         job = store.get(token)
-        with translation.override(job.language if job else None):
+        # What a provider bills during the phase is counted under the job's tool.
+        with translation.override(job.language if job else None), usage.working_for(job.mode if job else ""):
             task(token, *args)
 
     return run
@@ -136,15 +138,18 @@ def start(token: str, photo: Photo) -> None:
         store.put_image(job, "before", before)
         if draft.carry is not None:
             store.put_image(job, "carry", draft.carry)
+        usage.count(job.mode, usage.PREVIEWS)  # made (and paid for), whether or not it is still wanted
         job.state, job.note = store.READY, draft.note
         store.save(job)  # a delete that raced with the writes above purges them here
     except EngineError as exc:
         logger.warning(
             "Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message
         )
+        usage.failed(job.mode, "preview_unavailable" if exc.retryable else "preview_unusable")
         _record_failure(token, exc.visitor_message)
     except Exception:
         logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)
+        usage.failed(job.mode, "preview_crash")
         _record_failure(token, _("Something went wrong while processing this photo. Please try again."))
 
 
@@ -178,10 +183,12 @@ def finish(token: str, redemption: int) -> None:
         store.put_image(job, "result", result.data)
     except EngineError as exc:
         logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
+        usage.failed(job.mode, "unlock_unavailable" if exc.retryable else "unlock_unusable")
         _give_back(token, redemption, exc.visitor_message)
         return
     except Exception:
         logger.exception("Full result crashed in %s %s engine.", job.engine, job.mode)
+        usage.failed(job.mode, "unlock_crash")
         _give_back(token, redemption, _("Something went wrong while preparing the full-resolution image."))
         return
     store.delete_image(job, "carry")  # no longer needed; frees RAM for other visitors
@@ -192,6 +199,7 @@ def finish(token: str, redemption: int) -> None:
         from unlock.redemption import confirm
 
         confirm(redemption)
+        usage.count(job.mode, usage.UNLOCKS)
     else:
         _give_back(token, redemption, "")  # deleted at the last moment: nothing was delivered
 

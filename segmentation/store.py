@@ -203,6 +203,11 @@ def get_image(job: Job, name: str) -> bytes | None:
     return _cache().get(_image_key(job.token, name))
 
 
+def has_image(job: Job, name: str) -> bool:
+    """Whether the job holds the image `name`, without reading it (a carry can be 20 MB)."""
+    return _cache().has_key(_image_key(job.token, name))
+
+
 def delete_image(job: Job, name: str) -> None:
     _cache().delete(_image_key(job.token, name))
 

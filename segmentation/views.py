@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from portraitsite import ratelimit
+from portraitsite import ratelimit, usage
 from portraitsite.errors import error_response
 from segmentation import images, jobs, store
 from segmentation.engines import engines_in_use
@@ -53,6 +53,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @never_cache
+@usage.counts_uploads
 def create_job(request: HttpRequest) -> HttpResponse:
     # Refuse by the declared length before a single byte of the body is read.
     content_length = _content_length(request)
@@ -159,6 +160,7 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         "job": job,
         "engine": job.engine,
         "unlock_form": UnlockForm(),
+        "hd_unavailable": _hd_unavailable(job),
         "unlock_error": unlock_error or job.delivery_error,
         "refresh": job.busy,
         "expires_minutes": (job.expires_in + 59) // 60,
@@ -181,6 +183,23 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         % dict(size, colour="{colour}"),
     }
     return render(request, "segmentation/job.html", context, status=status)
+
+
+def _hd_unavailable(job: store.Job) -> bool:
+    """A job whose full result needs a remove.bg call the account cannot pay for: the page says so
+    instead of taking a code (which the failed call would give back, after a wait)."""
+    if job.engine != "removebg" or job.state != store.READY or job.unlocked or job.delivery == store.FINISHING:
+        return False
+    from segmentation.engines.removebg import full_result_unavailable
+
+    return full_result_unavailable(store.has_image(job, "carry"))
+
+
+def _hd_unavailable_message() -> str:
+    return _(
+        "The full-resolution service is unavailable at the moment, so no code can be used now. "
+        "Please try again later: your preview stays here until the photo is deleted."
+    )
 
 
 @require_GET
@@ -249,6 +268,8 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
         return _job_page(
             request, job, unlock_error=_("The preview is not ready yet. Please wait a moment."), status=409
         )
+    if _hd_unavailable(job):
+        return _job_page(request, job, unlock_error=_hd_unavailable_message(), status=503)
     wait = limits.unlock_blocked(request, token)
     if wait is not None:
         return error_response(request, 429, "rate_limited", retry_after=wait)

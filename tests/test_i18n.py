@@ -1,5 +1,5 @@
 """English and Simplified Chinese: every message translated, the compiled catalogue current, the
-language taken from the address only, and Chinese offered (never imposed) to browsers preferring it.
+language taken from the address's prefix, or from Accept-Language where the address has none.
 
 The catalogue checks extract the messages themselves (Python through its syntax tree, templates
 through Django's own `templatize`), so they need no GNU gettext and catch a string someone added
@@ -17,7 +17,7 @@ import pytest
 from django.utils import translation
 from django.utils.translation.template import templatize
 
-from portraitsite.templatetags.site import preferred_language
+from portraitsite.languages import preferred_language
 
 ROOT = Path(__file__).resolve().parent.parent
 PO = ROOT / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
@@ -33,7 +33,7 @@ TAG = re.compile(r"</?\w+")
 
 @pytest.fixture(autouse=True)
 def default_language_afterwards():
-    """A request under /zh-hans/ leaves Chinese active on the test's thread (LocaleMiddleware
+    """A request under /zh-hans/ leaves Chinese active on the test's thread (LanguageMiddleware
     activates, nothing deactivates); later tests must not inherit it."""
     yield
     translation.deactivate()
@@ -186,34 +186,119 @@ def test_an_upload_refused_in_chinese_is_explained_in_chinese(client):
     assert "请选择要上传的照片。" in response.content.decode()
 
 
-def test_each_page_links_to_itself_in_the_other_language(client):
-    assert 'href="/zh-hans/privacy/"' in client.get("/privacy/").content.decode()
-    assert 'href="/privacy/"' in client.get("/zh-hans/privacy/").content.decode()
+def test_each_page_links_to_itself_in_both_languages_under_their_prefixes(client):
+    for path in ("/privacy/", "/en/privacy/", "/zh-hans/privacy/"):
+        html = client.get(path).content.decode()
+        links = dict(re.findall(r'<a href="([^"]+)" lang="([^"]+)"', html))
+        spans = re.findall(r'<span aria-current="true" lang="([^"]+)"', html)
+        # The language shown is marked; the other is a link to the same page under its prefix.
+        assert set(links.values()) | set(spans) == {"en", "zh-hans"}, path
+        assert links == {f"/{code}/privacy/": code for code in links.values()}, path
     # A page answering a POST links to the GET page it stands for.
     refused = client.post("/jobs/", {"mode": "cutout"}).content.decode()
     assert 'href="/zh-hans/" lang="zh-hans"' in refused
+    refused = client.post("/zh-hans/jobs/", {"mode": "cutout"}).content.decode()
+    assert 'href="/en/" lang="en"' in refused
 
 
-def test_chinese_is_offered_on_english_pages_to_browsers_that_prefer_it(client):
-    response = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9,en;q=0.8")
-    assert response.status_code == 200, "offered, never redirected: the address decides the language"
-    html = response.content.decode()
-    assert 'lang="en"' in html
-    offer = re.search(r'<p class="language-offer" lang="zh-hans"><a href="([^"]+)"[^>]*>([^<]+)</a>', html)
-    assert offer and offer.group(1) == "/zh-hans/" and HAN.search(offer.group(2))
-    assert "Accept-Language" in response.get("Vary", "")
+@pytest.mark.parametrize(
+    ("accept", "language"),
+    [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh-hans"),
+        ("zh", "zh-hans"),
+        ("fr-FR, zh;q=0.5", "zh-hans"),
+        ("en-GB,zh-CN;q=0.8", "en"),
+        ("de-DE", "en"),
+        ("*", "en"),
+        ("", "en"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/", "/privacy/", "/terms/", "/jobs/unknown/"])
+def test_an_unprefixed_address_answers_in_the_browsers_language(client, accept, language, path):
+    response = client.get(path, HTTP_ACCEPT_LANGUAGE=accept)
+    assert response.status_code == (404 if "unknown" in path else 200), "answered, never redirected"
+    assert f'<html lang="{language}"' in response.content.decode()
+    assert "Accept-Language" in response["Vary"]
+    assert response["Content-Language"] == language
+    assert not response.cookies
 
-    privacy = client.get("/privacy/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
-    assert 'class="language-offer"' in privacy and 'href="/zh-hans/privacy/"' in privacy
+
+@pytest.mark.parametrize("code", ["en", "zh-hans"])
+@pytest.mark.parametrize("accept", ["zh-CN", "en-US", ""])
+@pytest.mark.parametrize("path", ["/", "/privacy/", "/terms/", "/jobs/unknown/"])
+def test_a_prefixed_address_answers_in_its_own_language_whatever_the_browser_says(client, code, accept, path):
+    response = client.get(f"/{code}{path}", HTTP_ACCEPT_LANGUAGE=accept)
+    assert response.status_code == (404 if "unknown" in path else 200)
+    assert f'<html lang="{code}"' in response.content.decode()
+    assert "Accept-Language" not in response.get("Vary", ""), "the address alone decides"
+    assert not response.cookies
 
 
-@pytest.mark.parametrize("accept", ["", "en-US,en;q=0.9", "en-GB,zh;q=0.5", "de-DE", "*"])
-def test_no_offer_to_browsers_that_prefer_english_or_nothing_we_have(client, accept):
-    assert 'class="language-offer"' not in client.get("/", HTTP_ACCEPT_LANGUAGE=accept).content.decode()
+@pytest.mark.django_db(transaction=True)
+def test_a_prefixed_visitor_keeps_the_language_through_the_forms(client):
+    """Forms and redirects stay under the prefix the visitor chose, even against the browser."""
+    from tests.flow import token_of, wait_ready
+    from tests.photos import encode, portrait_scene
+
+    home = client.get("/zh-hans/", HTTP_ACCEPT_LANGUAGE="en-US").content.decode()
+    assert 'action="/zh-hans/jobs/"' in home
+    english = client.get("/en/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert 'action="/en/jobs/"' in english and '<html lang="en"' in english
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    photo = SimpleUploadedFile("p.jpg", encode(portrait_scene(400, 300), "JPEG"), "image/jpeg")
+    created = client.post("/en/jobs/", {"mode": "cutout", "image": photo}, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    token = token_of(created)
+    assert created["Location"] == f"/en/jobs/{token}/"
+    wait_ready(token)
+    page = client.get(created["Location"], HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert '<html lang="en"' in page
+    assert f'action="/en/jobs/{token}/unlock"' in page and f'action="/en/jobs/{token}/delete"' in page
+    wrong = client.post(f"/en/jobs/{token}/unlock", {"code": "nonsense"}, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert wrong.status_code in (400, 409) and '<html lang="en"' in wrong.content.decode()
+    assert f'action="/en/jobs/{token}/unlock"' in wrong.content.decode()
+    deleted = client.post(f"/en/jobs/{token}/delete", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert deleted["Location"].startswith("/en/")
 
 
-def test_no_offer_on_pages_already_in_a_chosen_language(client):
-    assert 'class="language-offer"' not in client.get("/zh-hans/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+def test_unprefixed_forms_stay_unprefixed_so_the_browser_keeps_choosing(client):
+    home = client.get("/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert '<html lang="zh-hans"' in home and 'action="/jobs/"' in home
+    refused = client.post("/jobs/", {"mode": "cutout"}, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert refused.status_code == 400 and "请选择要上传的照片。" in refused.content.decode()
+
+
+def test_hreflang_alternates_name_each_language_and_the_unprefixed_default(client):
+    for path in ("/privacy/", "/zh-hans/privacy/", "/en/privacy/"):
+        html = client.get(path).content.decode()
+        alternates = dict(re.findall(r'<link rel="alternate" hreflang="([^"]+)" href="([^"]+)">', html))
+        assert alternates == {
+            "en": "http://testserver/en/privacy/",
+            "zh-hans": "http://testserver/zh-hans/privacy/",
+            "x-default": "http://testserver/privacy/",
+        }, path
+    # A page with no address of its own has none.
+    assert 'rel="alternate"' not in client.get("/zh-hans/nothing-here/").content.decode()
+
+
+def test_a_language_prefix_without_its_slash_goes_to_that_home(client):
+    response = client.get("/zh-hans")
+    assert response.status_code == 301 and response["Location"] == "/zh-hans/"
+
+
+def test_prefixes_cover_the_visitors_pages_only(client):
+    assert client.get("/zh-hans/healthz").status_code == 404
+    assert client.get("/zh-hans/admin/").status_code == 404
+    assert client.get("/en/admin/login/").status_code == 404
+    assert client.get("/zh-hans/zh-hans/").status_code == 404
+
+
+def test_addresses_made_outside_a_request_are_unprefixed(client):
+    from django.urls import reverse
+
+    client.get("/zh-hans/privacy/")
+    assert reverse("privacy") == "/privacy/", "a prefixed request leaves nothing behind on its thread"
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,8 @@ def test_upload_pays_a_preview_and_unlock_pays_the_full_result(client, removebg_
 
     health = health_details(client)
     assert health["engines"]["cutout"] == "removebg"
-    assert health["removebg_credits_charged"] == removebg.credits_charged()
+    assert health["removebg"]["charged_since_start"] == removebg.credits_charged()
+    assert health["removebg"]["credits"] == removebg_fake.balance
 
 
 def test_a_failed_full_result_gives_the_code_back(client, removebg_fake):

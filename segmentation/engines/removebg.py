@@ -9,6 +9,11 @@ REMOVEBG_FULL_RESULT chooses when the 1-credit full-size call happens:
   in `carry`, so unlocking costs no second call and no wait.
 
 A job keeps what its start produced: `finish` looks at `carry`, not at the current setting.
+
+When the account cannot pay for the call (segmentation.providers.removebg_account), the upload
+still gets its preview: from a preview call when the balance covers one, else from the embedded
+engine, without a carry, so that the full result is remove.bg's once credits are back. Until then
+the job page says the full-resolution service is unavailable, before any code is spent.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from PIL import Image
 
 from segmentation.engines.base import Draft, Engine, Result, provider_failure
 from segmentation.images import PREVIEW_MAX_PIXELS, Photo, encode_png, fit_pixels
-from segmentation.providers import removebg
+from segmentation.providers import removebg, removebg_account
 from segmentation.providers.http import ProviderError
 
 
@@ -34,7 +39,11 @@ def cut_out(photo: Photo, size: str) -> Image.Image:
 
 class RemoveBgCutout(Engine):
     def start(self, photo: Photo) -> Draft:
-        if settings.REMOVEBG_FULL_RESULT == "upfront":
+        if not removebg_account.can_afford(removebg_account.PREVIEW_CREDITS):
+            from segmentation.engines.local import LocalCutout
+
+            return Draft(preview=LocalCutout().start(photo).preview, carry=None)
+        if settings.REMOVEBG_FULL_RESULT == "upfront" and removebg_account.can_afford(removebg_account.FULL_CREDITS):
             cutout = cut_out(photo, "full")
             # The full result is in memory already: scaling it down is cheaper than decoding
             # anything again, and the preview renderer only needs about 0.25 MP.
@@ -50,3 +59,8 @@ class RemoveBgCutout(Engine):
         # remove.bg caps `full` at 25 MP, so the size is the output's, not the photo's.
         cutout = cut_out(photo, "full")
         return Result(encode_png(cutout), "image/png", cutout.width, cutout.height)
+
+
+def full_result_unavailable(has_carry: bool) -> bool:
+    """True when unlocking a job would need a full-size call the account cannot pay for."""
+    return not has_carry and not removebg_account.can_afford(removebg_account.FULL_CREDITS)

@@ -274,6 +274,9 @@ class DashScopeClient:
             raise ProviderError("unavailable", "DASHSCOPE_API_KEY is not set", retryable=True)
         image = model_input(photo)
         answer = self._generate(request_body(image))
+        from portraitsite import usage as totals  # the call succeeded: DashScope bills it, per image
+
+        totals.count_for_current_tool(totals.DASHSCOPE_CALLS)
         url, request_id, usage = _result_url(answer)
         frame = decode_result(self.download(url))
         logger.info(

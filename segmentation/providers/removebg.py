@@ -101,6 +101,11 @@ def _record_credits(amount: float) -> None:
     global _credits_total
     with _credits_lock:
         _credits_total += amount
+    from portraitsite import usage
+    from segmentation.providers import removebg_account
+
+    removebg_account.charged(amount)
+    usage.count_for_current_tool(usage.REMOVEBG_CREDITS, amount)
 
 
 # --- The call ---------------------------------------------------------------------------------------

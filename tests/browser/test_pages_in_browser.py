@@ -1,5 +1,5 @@
 """The pages around the flow: checks in the browser before uploading, the server's refusals shown
-in place, error and legal pages, and the offer of Chinese to browsers that prefer it."""
+in place, error and legal pages (languages: test_languages_in_browser)."""
 
 from __future__ import annotations
 
@@ -77,37 +77,6 @@ def test_error_and_privacy_pages_read_well(visit, size):
     visitor.screenshot(f"privacy-{size}-zh")
     visitor.assert_no_cookies()
     visitor.assert_clean(allowed_console=("status of 404",))
-
-
-def test_a_browser_preferring_chinese_is_offered_it_and_english_stays_a_choice(visit):
-    visitor = visit(locale="zh-CN")
-    page = visitor.page
-    response = visitor.goto("/")
-    assert response.status == 200 and visitor.path == "/", "no redirect: the visitor chooses"
-    assert page.get_attribute("html", "lang") == "en"
-    offer = page.locator(".language-offer a")
-    assert offer.get_attribute("href") == "/zh-hans/"
-    visitor.screenshot("home-desktop-offer")
-    offer.click()
-    page.wait_for_url(visitor.url("/zh-hans/"))
-    assert page.get_attribute("html", "lang") == "zh-hans"
-    assert page.locator(".language-offer").count() == 0
-
-    # Choosing English sticks: the English page only shows the offer again, it never redirects.
-    page.click(".languages a[hreflang=en]")
-    page.wait_for_url(visitor.url("/"))
-    assert page.get_attribute("html", "lang") == "en"
-    visitor.goto("/privacy/")
-    assert page.get_attribute("html", "lang") == "en"
-    visitor.assert_no_cookies()
-    visitor.assert_clean()
-
-
-def test_a_browser_preferring_english_is_offered_nothing(visit):
-    visitor = visit(locale="en-US")
-    visitor.goto("/")
-    assert visitor.page.locator(".language-offer").count() == 0
-    visitor.assert_clean()
 
 
 def test_a_photo_without_a_person_fails_with_an_explanation_and_a_way_on(visit):

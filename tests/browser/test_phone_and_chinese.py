@@ -28,7 +28,6 @@ def test_a_phone_visitor_pastes_a_photo_and_gets_everything_in_chinese(visit, he
     page = visitor.page
     visitor.goto("/zh-hans/")
     assert page.get_attribute("html", "lang") == "zh-hans"
-    assert page.locator(".language-offer").count() == 0, "already in the preferred language"
     assert chinese_share(page.inner_text("main")) > 0.8
     assert visitor.horizontal_overflow() == 0
     visitor.screenshot("home-phone-zh")

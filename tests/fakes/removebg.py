@@ -6,6 +6,10 @@ success headers, raw, JSON and ZIP results, credits per size) and records every 
 so tests can assert on what was sent. Its cutout is simple but real: pixels that differ from the
 median colour of the image's border are foreground, at the size remove.bg would return.
 
+The account holds `balance` credits (1000 to start; tests set it): each cutout is charged from it,
+a cutout it cannot pay for is refused with 402 as remove.bg refuses it, and `GET /account` reports
+what is left.
+
 Switches make it fail the way remove.bg does: `out_of_credits` (402), `fail_next` (any status,
 e.g. 429 with Retry-After, 503, a non-JSON body) and `slow_next` (an answer that takes a while).
 
@@ -116,6 +120,8 @@ class FakeRemoveBg(FakeServer):
         self._forced: deque[Forced] = deque()
         self._delays: deque[tuple[float, bool]] = deque()
         self._credits = 0.0
+        self.balance = 1000.0  # what GET /account reports; a cutout that costs more is refused (402)
+        self.account_reads = 0  # GET /account requests, kept apart from the cutout calls in `requests`
         self._window: tuple[int, float] = (0, 0.0)  # (minute, weight used)
 
     # --- switches ---------------------------------------------------------------------------------
@@ -166,6 +172,13 @@ class FakeRemoveBg(FakeServer):
 
     # --- what happened ------------------------------------------------------------------------------
 
+    def _record(self, request: ReceivedRequest) -> None:
+        if request.path == f"{BASE_PATH}/account":
+            with self._lock:
+                self.account_reads += 1
+            return
+        super()._record(request)
+
     @property
     def credits_charged(self) -> float:
         with self._lock:
@@ -177,6 +190,7 @@ class FakeRemoveBg(FakeServer):
         weight = max(1, math.ceil(input_pixels / 1_000_000))
         with self._lock:
             self._credits += credits
+            self.balance -= credits
             used = self._window[1] if self._window[0] == minute else 0.0
             self._window = (minute, used + weight)
             return max(0, RATE_LIMIT - int(used + weight)), (minute + 1) * 60
@@ -224,15 +238,14 @@ class FakeRemoveBg(FakeServer):
         return Pacing(pause=seconds) if mid_body else Pacing(before=seconds)
 
     def _account(self) -> Answer:
+        with self._lock:
+            balance = self.balance
+        # Whole credits come as integers and fractions as floats, as JSON numbers do.
+        left = int(balance) if balance == int(balance) else balance
         payload = {
             "data": {
                 "attributes": {
-                    "credits": {
-                        "total": 1000 - self.credits_charged,
-                        "subscription": 0,
-                        "payg": 1000 - self.credits_charged,
-                        "enterprise": 0,
-                    },
+                    "credits": {"total": left, "subscription": 0, "payg": left, "enterprise": 0},
                     "api": {"free_calls": 50, "sizes": "all"},
                 }
             }
@@ -273,6 +286,8 @@ class FakeRemoveBg(FakeServer):
             return _error(400, "Could not identify foreground in image", "unknown_foreground")
         if credits is None:
             credits = 0.25 if rgb.width * rgb.height <= 250_000 else 1.0
+        if self.balance < credits:
+            return _error(402, "Insufficient credits", "insufficient_credits")
         content_type, result = _encode_result(rgb, alpha, output_format)
 
         remaining, reset = self._charge(credits, width * height)

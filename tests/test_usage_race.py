@@ -1,0 +1,166 @@
+"""A real race on the usage totals: 40 threads behind a barrier count the same event at once, on a
+file-backed SQLite database and on PostgreSQL, round after round, each round on a total that does
+not exist yet (so the first UPDATE finds nothing and the INSERTs race too). Every event must be
+counted exactly once. The same race against a read-modify-write version (here, never in the app)
+loses counts, which shows the test can fail.
+
+As in test_redemption_race, each database runs in a subprocess configured only by DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import scratch_database
+
+RACERS = 40
+ROUNDS = 12
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the race, run inside the subprocess ---------------------------------------------------------
+
+
+def count_unguarded(tool: str, name: str) -> None:
+    """The bug the app avoids: read the total, add in Python, write it back."""
+    from portraitsite.models import DailyCount
+    from portraitsite.usage import today
+
+    row, _created = DailyCount.objects.get_or_create(day=today(), tool=tool, name=name)
+    DailyCount.objects.filter(pk=row.pk).update(value=row.value + 1)
+
+
+def race(attempt) -> list[str]:
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(RACERS)
+    outcomes: list[str] = []
+
+    def racer() -> None:
+        try:
+            try:
+                connection.ensure_connection()
+            except Exception:
+                barrier.abort()
+                raise
+            barrier.wait(timeout=120)
+            attempt()
+            outcomes.append("counted")
+        except Exception as exc:  # noqa: BLE001 — reported, and fails the test
+            outcomes.append(f"error: {type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def race_round(count, name: str) -> dict:
+    from portraitsite.models import DailyCount
+    from portraitsite.usage import today
+
+    outcomes = race(lambda: count("cutout", name))
+    rows = DailyCount.objects.filter(day=today(), tool="cutout", name=name)
+    return {
+        "errors": sorted({o for o in outcomes if o.startswith("error")}),
+        "rows": rows.count(),
+        "value": int(sum(row.value for row in rows)),
+    }
+
+
+def run_races() -> dict:
+    import logging
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from portraitsite import usage
+
+    call_command("migrate", verbosity=0)
+    failures_to_count: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            failures_to_count.append(record.getMessage())
+
+    logging.getLogger("portraitsite.usage").addHandler(Collect())
+    results = {
+        "guarded": [race_round(usage.count, f"event-{n}") for n in range(ROUNDS)],
+        "unguarded": [race_round(count_unguarded, f"unguarded-{n}") for n in range(ROUNDS)],
+        "not_counted": failures_to_count,
+    }
+    return results
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def races_on(database_url: str) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "portraitsite.settings",
+        "DEBUG": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired as expired:
+        pytest.fail(f"the races did not finish within 300 s: {(expired.stderr or b'')[-3000:]!r}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def sqlite_races(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("usage-race") / "totals.sqlite3"
+    return races_on(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="module")
+def postgres_races() -> Iterator[dict]:
+    with scratch_database("usage") as database_url:
+        yield races_on(database_url)
+
+
+BACKENDS = [
+    pytest.param("sqlite_races", id="sqlite-file"),
+    pytest.param("postgres_races", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_event_is_counted_exactly_once(request, backend):
+    results = request.getfixturevalue(backend)
+    assert results["not_counted"] == [], "counting failed (and was only logged) under the race"
+    for result in results["guarded"]:
+        assert result == {"errors": [], "rows": 1, "value": RACERS}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_without_the_conditional_update_the_same_race_loses_counts(request, backend):
+    rounds = request.getfixturevalue(backend)["unguarded"]
+    # Not every round has to go wrong, but across the rounds some must: otherwise the race above
+    # could pass without really racing.
+    assert any(r["value"] < RACERS or r["errors"] for r in rounds), rounds
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_races()))
