@@ -14,7 +14,7 @@ from django.core.management import call_command
 from portraitsite import usage
 from portraitsite.models import DailyCount
 from tests.fakes.removebg import jpeg, portrait
-from tests.flow import token_of, upload, wait_ready, wait_unlocked
+from tests.flow import token_of, upload, wait_for_pool_idle, wait_ready, wait_unlocked
 from tests.photos import encode, gradient, portrait_scene
 from unlock.issuing import issue
 
@@ -43,6 +43,7 @@ def test_a_whole_visit_adds_one_upload_one_preview_one_unlock_and_nothing_person
     assert client.post(f"/jobs/{token}/unlock", {"code": code}, REMOTE_ADDR=ADDRESS).status_code == 303
     assert wait_unlocked(token).unlocked
     client.get(f"/jobs/{token}/download")  # downloads are not counted: they are not events of their own
+    wait_for_pool_idle()  # the unlock is counted once the use is confirmed, just after the page shows it
 
     assert totals("cutout") == {usage.UPLOADS: 1, usage.PREVIEWS: 1, usage.UNLOCKS: 1}
     # Only day, tool, name and number exist, and none of them holds the visit's particulars.
