@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from portraitsite import usage
 from segmentation.engines import engines_in_use
 
-POLICY_UPDATED = datetime.date(2026, 11, 26)
+POLICY_UPDATED = datetime.date(2026, 12, 4)
 
 PROVIDERS = {
     "removebg": {
