@@ -1,4 +1,4 @@
-"""A real race on the usage totals: 40 threads behind a barrier count the same event at once, on a
+"""A real race on the usage totals: 24 threads behind a barrier count the same event at once, on a
 file-backed SQLite database and on PostgreSQL, round after round, each round on a total that does
 not exist yet (so the first UPDATE finds nothing and the INSERTs race too). Every event must be
 counted exactly once. The same race against a read-modify-write version (here, never in the app)
@@ -20,8 +20,8 @@ import pytest
 
 from tests.postgres import scratch_database
 
-RACERS = 40
-ROUNDS = 12
+RACERS = 24
+ROUNDS = 16
 ROOT = Path(__file__).resolve().parent.parent
 
 
