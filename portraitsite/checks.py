@@ -9,7 +9,6 @@ the check asks that server: one that writes to disk is an error, one that cannot
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -146,20 +145,12 @@ def check_one_process_for_a_local_store(app_configs, **kwargs):
 # --- Photos travel encrypted -------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @register()
 def check_providers_use_https(app_configs, **kwargs):
     """The privacy page promises that photos travel to providers over HTTPS. Plain http is allowed
     only to this machine (the fakes the tests run), which is no third party."""
     from segmentation.engines import engines_in_use
+    from segmentation.providers.http import is_loopback
 
     in_use = set(engines_in_use().values())
     errors = []
@@ -167,7 +158,7 @@ def check_providers_use_https(app_configs, **kwargs):
         if engine not in in_use:
             continue
         url = urlsplit(getattr(settings, setting))
-        if url.scheme != "https" and not (url.scheme == "http" and _is_loopback(url.hostname or "")):
+        if url.scheme != "https" and not (url.scheme == "http" and is_loopback(url.hostname or "")):
             errors.append(
                 Error(
                     f"{setting} is not an https:// URL.",

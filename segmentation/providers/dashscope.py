@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import ipaddress
 import json
 import logging
 import re
@@ -327,7 +326,7 @@ class DashScopeClient:
         """The signed result, fetched into memory with a plain GET: no key, no redirects, at most
         MAX_RESULT_BYTES. The image was made (and billed) by now, whatever goes wrong here."""
         check_result_url(url, self.api_url)
-        where = url.split("?", 1)[0]  # the query holds the signature
+        where = http.without_query(url)  # the query holds the signature
 
         def unavailable(detail: str) -> ProviderError:
             return ProviderError("result_unavailable", detail, retryable=True, billed=True)
@@ -403,7 +402,7 @@ def check_result_url(url: str, api_url: str) -> None:
     result = urlsplit(url)
     scheme, host = result.scheme.lower(), (result.hostname or "").lower()
     api_host = (api.hostname or "").lower()
-    if api.scheme.lower() == "http" and _is_loopback(api_host):
+    if api.scheme.lower() == "http" and http.is_loopback(api_host):
         allowed = scheme in ("http", "https") and host == api_host
         expected = f"http(s) on {api_host}"
     else:
@@ -419,15 +418,6 @@ def check_result_url(url: str, api_url: str) -> None:
             retryable=True,
             billed=True,
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _result_url(answer: dict) -> tuple[str, str, object]:

@@ -32,6 +32,7 @@ any provider.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import logging
 import random
 import time
@@ -167,7 +168,7 @@ def send(
             failures += 1
             if failures >= policy.attempts:
                 raise
-            _wait(policy, policy.backoff(failures), f"{type(exc).__name__} from {_where(url)}")
+            _wait(policy, policy.backoff(failures), f"{type(exc).__name__} from {without_query(url)}")
             continue
 
         if response.status_code == 429:
@@ -178,7 +179,7 @@ def send(
                 return response
             rate_limited += 1
             response.close()
-            _wait(policy, delay, f"429 from {_where(url)}")
+            _wait(policy, delay, f"429 from {without_query(url)}")
             continue
 
         if response.status_code in policy.retry_statuses:
@@ -186,7 +187,7 @@ def send(
             if failures >= policy.attempts:
                 return response
             response.close()
-            _wait(policy, policy.backoff(failures), f"{response.status_code} from {_where(url)}")
+            _wait(policy, policy.backoff(failures), f"{response.status_code} from {without_query(url)}")
             continue
 
         return response
@@ -265,6 +266,17 @@ def _wait(policy: RetryPolicy, seconds: float, reason: str) -> None:
     policy.sleep(seconds)
 
 
-def _where(url: str) -> str:
-    """The URL without its query: signed result links carry credentials there."""
+def without_query(url: str) -> str:
+    """The URL without its query, for logs and details: signed result links carry credentials there."""
     return url.split("?", 1)[0]
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine (localhost, 127.0.0.0/8, ::1): the only place plain http may go, since
+    no third party sees it (the tests' fakes run there)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

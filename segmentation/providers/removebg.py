@@ -35,6 +35,7 @@ from segmentation.providers.http import (
     not_sent,
     read_body,
     send,
+    without_query,
 )
 
 logger = logging.getLogger(__name__)
@@ -324,7 +325,7 @@ def _error_for(response: requests.Response) -> ProviderError:
         # Not followed (see segmentation.providers.http): the key would travel with the request.
         logger.error(
             "remove.bg answered with a redirect to %s (%s), not followed. Check REMOVEBG_API_URL.",
-            _where(response.headers.get("Location", "")),
+            without_query(response.headers.get("Location", "")) or "(no Location)",
             described,
         )
         return error("unavailable", retryable=True)
@@ -352,8 +353,3 @@ def _first_error(response: requests.Response) -> tuple[str, str, str]:
             text = " ".join(body[:200].decode("utf-8", "replace").split())
             return f"non-JSON error body: {text!r}", "", ""
         return f"error body of type {content_type or 'unknown'} ({len(body)} bytes)", "", ""
-
-
-def _where(url: str) -> str:
-    """A URL without its query, which may carry credentials."""
-    return url.split("?", 1)[0] or "(no Location)"
