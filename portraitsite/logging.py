@@ -1,11 +1,12 @@
 """Log and error-report hygiene: no job token, unlock code, photo byte or visitor detail ever
 reaches a log line or an error email, whatever logged it.
 
-Three layers, because each catches what the others cannot see:
+Four layers, because each catches what the others cannot see:
 
 * `redact()` scrubs text: job tokens (in /jobs/ paths and bare), unlock codes, long bytes
-  literals and data URIs, signed-URL queries. The log formatter, the access-log atoms of gunicorn
-  (gunicorn.conf.py) and the error emails all pass through it.
+  literals and data URIs, signed-URL queries, in time linear in the text and on at most
+  `MAX_CHARS` of it. The log formatter, the access-log atoms of gunicorn (gunicorn.conf.py) and
+  the error emails all pass through it.
 * `PrivateExceptionReporterFilter` keeps error reports to the code path: no local variables (a
   view holds photos and codes in them), no POST, FILES, GET or cookie values, and of the request
   headers only a few that say nothing about the visitor.
@@ -18,12 +19,20 @@ Three layers, because each catches what the others cannot see:
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 from django.conf import settings
 from django.utils.log import AdminEmailHandler
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from gunicorn.glogging import Logger as GunicornBaseLogger
+
+# Every pattern below is linear in the length of the text it scans, whatever the text: log lines
+# carry what visitors send (a Host header, a path, header values), and a regular expression that
+# backtracks holds the GIL of the whole worker while it does. Each alternative consumes a character
+# in only one way, no two quantifiers compete for the same run, and a pattern that can fail late
+# starts only where the previous character cannot start it too. tests/test_logs.py feeds each one
+# hostile input under a time limit.
 
 # Job URLs carry the token as their only secret; anything after /jobs/ up to the next slash goes.
 TOKEN_IN_PATH = re.compile(r"(/jobs/)[A-Za-z0-9_-]{8,}")
@@ -32,20 +41,43 @@ TOKEN_IN_PATH = re.compile(r"(/jobs/)[A-Za-z0-9_-]{8,}")
 # token in 3 billion lacks a case); a digit is not required, since one token in 1,500 has none.
 # Words and identifiers of 40+ characters are lower case (test names, hex digests) and stay; the
 # rare long CamelCase class name (redis-py has a few) is hidden too, which costs a traceback some
-# readability, never a secret.
+# readability, never a secret. (The look-behind lets only the first character of a run start a
+# match, so a long run is walked once.)
 BARE_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,64}(?![A-Za-z0-9_-])")
 # Unlock codes as people see them (XXXX-XXXX-XXXX-XXXX, any case) or normalised (16 characters of
 # Crockford base32, at least one of them a letter, so that long numbers survive).
 UNLOCK_CODE = re.compile(
     r"(?<![0-9A-Za-z-])(?:[0-9A-Za-z]{4}-){3}[0-9A-Za-z]{4}(?![0-9A-Za-z-])"
-    r"|(?<![0-9A-Za-z])(?=[0-9]*[A-Z])[0-9A-HJKMNP-TV-Z]{16}(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])(?=[0-9]{0,15}[A-Z])[0-9A-HJKMNP-TV-Z]{16}(?![0-9A-Za-z])"
 )
-# Photo bytes as Python prints them, and inline images (a data URI sent to a provider).
-BYTES_LITERAL = re.compile(r"""b(['"])(?:\\.|(?!\1).){64,}?\1""", re.S)
-DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]{16,}")
-# A provider's signed result link: the query is the signature that opens it.
-SIGNED_QUERY = re.compile(r"(https?://[^\s?#'\"]+)\?[^\s'\"]*(?:Signature|signature|Expires|OSSAccessKeyId)=[^\s'\"]*")
+# Photo bytes as Python prints them, and inline images (a data URI sent to a provider). A
+# backslash starts an escape and nothing else, so `b'` and a run of backslashes is read once (the
+# earlier `(?:\\.|(?!\1).)` matched a backslash both ways: exponential, 6 s for 30 of them). A
+# literal the end of the text cuts off (a cut report) counts as closed there.
+BYTES_LITERAL = re.compile(r"""b(['"])(?:\\.|(?!\1)[^\\]){64,}?(?:\1|\Z)""", re.S)
+# What is left of printed bytes when text before them shifted the quotes (an unclosed `b'` in a
+# header value makes the literal's opening quote look like a closing one): runs of \\xNN escapes.
+# Each escape starts at a backslash and nothing between two of them may be one, so a run is read
+# once.
+ESCAPED_BYTES = re.compile(r"(?:\\x[0-9a-f]{2}[^\\]{0,4}){16,}")
+DATA_URI = re.compile(r"data:[\w/+.-]{1,127};base64,[A-Za-z0-9+/=\s]{16,}")
+# A provider's signed result link: the query is the signature that opens it. A link is taken
+# whole, up to the next space or quote, and its query looked at in Python: a pattern that had to
+# find the field name inside the query backtracked over it (quadratic: 0.14 s for one 16 KB field).
+URL = re.compile(r"https?://[^\s'\"]*")
+SIGNATURE_FIELD = re.compile(r"Signature=|signature=|Expires=|OSSAccessKeyId=")
 HIDDEN = "…"
+
+# At most this much of one text is scrubbed and kept (an error report with its traceback is
+# 20-60 kB; a photo's bytes printed in an exception message can be megabytes). The patterns are
+# linear, so this bounds the time too: see test_redact_is_quick_on_hostile_text.
+MAX_CHARS = 256 * 1024
+# A longer text is scrubbed this far past the cut, so that a secret crossing the cut is
+# recognised whole. A secret the window's own end cuts short (a token, code or data URI is under
+# 160 characters; a bytes literal counts as closed at the end) is left as it was, at the very end
+# of the scrubbed window: the part of the window's end that scrubbing left alone (up to this many
+# characters) is dropped.
+_BEYOND_CUT = 256
 
 
 def _bare_token(match: re.Match) -> str:
@@ -54,14 +86,37 @@ def _bare_token(match: re.Match) -> str:
     return HIDDEN if mixed_case else text
 
 
-def redact(text: str) -> str:
-    """`text` without job tokens, unlock codes, photo bytes or signed URLs."""
+def _signed_link(match: re.Match) -> str:
+    link, question, query = match.group(0).partition("?")
+    return link + "?" + HIDDEN if question and SIGNATURE_FIELD.search(query) else match.group(0)
+
+
+def _bytes_literal(match: re.Match) -> str:
+    quote = match.group(1)
+    return f"b{quote}<{len(match.group(0))} characters of bytes hidden>{quote}"
+
+
+def _scrub(text: str) -> str:
     text = TOKEN_IN_PATH.sub(r"\1" + HIDDEN, text)
-    text = SIGNED_QUERY.sub(r"\1?" + HIDDEN, text)
+    text = URL.sub(_signed_link, text)
     text = DATA_URI.sub("data:" + HIDDEN, text)
-    text = BYTES_LITERAL.sub(lambda m: f"b{m.group(1)}<{len(m.group(0))} characters of bytes hidden>{m.group(1)}", text)
+    text = BYTES_LITERAL.sub(_bytes_literal, text)
+    text = ESCAPED_BYTES.sub("<escaped bytes hidden>", text)
     text = BARE_TOKEN.sub(_bare_token, text)
     return UNLOCK_CODE.sub("[unlock code]", text)
+
+
+def redact(text: str, limit: int = MAX_CHARS) -> str:
+    """`text` without job tokens, unlock codes, photo bytes or signed URLs, and at most `limit`
+    characters of it: a longer text is scrubbed first, then cut, with a note of its length."""
+    if len(text) <= limit:
+        return _scrub(text)
+    window = text[: limit + _BEYOND_CUT]
+    scrubbed = _scrub(window)
+    if len(window) < len(text):
+        unchanged = os.path.commonprefix([window[-_BEYOND_CUT:][::-1], scrubbed[-_BEYOND_CUT:][::-1]])
+        scrubbed = scrubbed[: len(scrubbed) - len(unchanged)]
+    return scrubbed[:limit] + f"{HIDDEN} <{len(text)} characters>"
 
 
 class RedactTokensFilter(logging.Filter):
@@ -88,7 +143,9 @@ class RedactingFormatter(logging.Formatter):
 # Request headers that tell the operator what kind of request failed and nothing about who sent
 # it (no address, browser, referrer or path).
 REPORTED_META = ("REQUEST_METHOD", "CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_PROTOCOL", "wsgi.url_scheme")
-CREDENTIALS_IN_URL = re.compile(r"(\w+://)[^/@\s]*@")
+# (A scheme starts only at the start of a word: otherwise every letter of a long word started a
+# scan to its end, quadratic.)
+CREDENTIALS_IN_URL = re.compile(r"(?<!\w)(\w+://)[^/@\s]*@")
 
 
 class PrivateExceptionReporterFilter(SafeExceptionReporterFilter):
@@ -134,10 +191,9 @@ class PrivateExceptionReporter(ExceptionReporter):
             data["request_insecure_uri"] = redact(self.request.path)  # neither host nor query
         value = data.get("exception_value")
         if value is not None:
-            text = str(value)
-            if len(text) > self.MAX_EXCEPTION_VALUE:
-                text = text[: self.MAX_EXCEPTION_VALUE] + f"… <{len(text)} characters>"
-            data["exception_value"] = redact(text)
+            # Scrubbed whole, then cut: a cut first could leave half a token or an unclosed
+            # bytes literal that no pattern recognises.
+            data["exception_value"] = redact(str(value), limit=self.MAX_EXCEPTION_VALUE)
         return data
 
     def get_traceback_html(self) -> str:
@@ -187,10 +243,13 @@ class _GunicornErrorFilter(logging.Filter):
 
 class GunicornLogger(GunicornBaseLogger):
     """gunicorn's logger (gunicorn.conf.py: `logger_class`) that records no job token and nothing
-    about the visitor, whatever access_log_format asks for: every access-log atom is scrubbed (the
-    path, the query, the Referer and a 303's Location all carry tokens) and the visitor's address,
-    port, browser and cookies are blanked. The error log is scrubbed as well: gunicorn names the
-    URI of a request that crashed and the address of one that was malformed."""
+    about the visitor, whatever access_log_format asks for: the atoms the format uses are scrubbed
+    (the path, the query, the Referer and a 303's Location all carry tokens), the visitor's
+    address, port, browser and cookies are blanked, and the atoms it does not use are left out
+    (gunicorn prints "-" for a missing one) rather than scrubbed for nothing: every request
+    header and environ variable would be, each a visitor's choice. The error log is scrubbed as
+    well: gunicorn names the URI of a request that crashed and the address of one that was
+    malformed."""
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
@@ -202,11 +261,23 @@ class GunicornLogger(GunicornBaseLogger):
 
     def atoms(self, resp, req, environ, request_time) -> dict:
         atoms = super().atoms(resp, req, environ, request_time)
-        return {
-            key: "-"
-            if key in _VISITOR_ATOMS or _VISITOR_ATOM.search(key)
-            else redact(value)
-            if isinstance(value, str)
-            else value
-            for key, value in atoms.items()
-        }
+        logged = {}
+        for key in used_atoms(self.cfg.access_log_format):
+            if key not in atoms:
+                continue
+            value = atoms[key]
+            if key in _VISITOR_ATOMS or _VISITOR_ATOM.search(key):
+                value = "-"
+            elif isinstance(value, str):
+                value = redact(value)
+            logged[key] = value
+        return logged
+
+
+_ATOM = re.compile(r"%\(([^)]*)\)")
+
+
+def used_atoms(access_log_format: str) -> set[str]:
+    """The atoms an access-log format prints: `%(U)s` and `%({x-note}i)s` give `U` and
+    `{x-note}i` (gunicorn looks headers and environ variables up in lower case)."""
+    return {key.lower() if key.startswith("{") else key for key in _ATOM.findall(access_log_format)}

@@ -9,19 +9,26 @@ import datetime
 import importlib.util
 import io
 import logging
+import multiprocessing
+import re
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import requests
 from django.conf import settings
 from django.core import mail
 from django.test import RequestFactory
+from gunicorn.glogging import Logger as GunicornBaseLogger
+from gunicorn.glogging import SafeAtoms
 
 from portraitsite import logging as site_logging
 from segmentation import store
 from tests.flow import token_of, upload, wait_ready, wait_unlocked
 from tests.photos import encode, portrait_scene
+from tests.test_scaleout import Gunicorn, Visitor, manage, site_environment
 from unlock.issuing import issue
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -246,6 +253,130 @@ def test_the_filter_scrubs_records_with_arguments():
     assert record.getMessage() == "Not Found: /jobs/…/"
 
 
+# --- Hostile text: every pattern reads it in linear time ---------------------------------------------
+
+# A guard against a hang, not a benchmark: each case below takes milliseconds (about 5 ms for
+# 64 KB), while the backtracking bytes pattern it replaces took 6 s for `b'` and 30 backslashes
+# and about 2.5 times longer for every two more.
+GUARD_SECONDS = 5
+KB64 = 64 * 1024
+
+HOSTILE = {
+    "b' and backslashes": "b'" + "\\" * 10_000,
+    "b' and backslashes, then text": "b'" + "\\" * 10_001 + "x" * 100,
+    "b' and 80 backslashes, closed late": "b'" + "\\" * 80 + "x" * 200 + "'",
+    'b" and escaped quotes': 'b"' + "\\'" * (KB64 // 2),
+    "many unclosed literals": "b'\\" * (KB64 // 3),
+    "a Host header as Django logs it": f"Invalid HTTP_HOST header: {"b'" + '\\' * 10_000!r}. You may need to add it.",
+    "many signed fields": "https://a.example/x.png?Signature=" * (KB64 // 34),
+    "one long query": "https://a.example/x.png?" + "a" * KB64 + "&Signature=x",
+    "links without a query": "=https://a" * (KB64 // 10),
+    "one long word": "a" * KB64,
+    "one long mixed-case run": "aB" * (KB64 // 2),
+    "token-length runs": ("aB" * 21 + "-/") * (KB64 // 44),
+    "digits": "1" * KB64,
+    "code-like groups": "ABCD-" * (KB64 // 5),
+    "data URI starts": "data:" * (KB64 // 5),
+    "a long media type": "data:" + "a" * KB64,
+    "schemes": "a://" * (KB64 // 4),
+    "client addresses": "ip=" * (KB64 // 3),
+    "job paths": "/jobs/" * (KB64 // 6),
+    "escapes": "\\x0" * (KB64 // 4),
+    "short runs of escapes": ("\\x00" * 15 + "\\") * (KB64 // 61),
+}
+
+PATTERNS = {
+    name: getattr(site_logging, name)
+    for name in (
+        "TOKEN_IN_PATH",
+        "BARE_TOKEN",
+        "UNLOCK_CODE",
+        "BYTES_LITERAL",
+        "ESCAPED_BYTES",
+        "DATA_URI",
+        "URL",
+        "SIGNATURE_FIELD",
+        "CREDENTIALS_IN_URL",
+        "_CLIENT_ADDRESS",
+    )
+}
+
+
+def finishes_in_time(work, *args) -> bool:
+    """Whether `work(*args)` returns within GUARD_SECONDS. It runs in a forked copy of this
+    process, killed if it has not: a backtracking regular expression holds the GIL, so neither a
+    thread nor a signal handler could interrupt it."""
+    child = multiprocessing.get_context("fork").Process(target=work, args=args, daemon=True)
+    with warnings.catch_warnings():
+        # The child only matches text: it takes none of the locks the job pool's threads may hold.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    child.join(GUARD_SECONDS)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return False
+    assert child.exitcode == 0, f"the work failed in the child (exit code {child.exitcode})"
+    return True
+
+
+def _substitute_in_all(pattern: re.Pattern) -> None:
+    for text in HOSTILE.values():
+        pattern.sub("", text)
+
+
+def _redact_all() -> None:
+    for text in HOSTILE.values():
+        site_logging.redact(text)
+        site_logging.redact(text * 20)  # 1.3 MB: cut to MAX_CHARS, after scrubbing
+
+
+@pytest.mark.parametrize("name", PATTERNS)
+def test_each_scrubbing_pattern_reads_hostile_text_in_linear_time(name):
+    assert finishes_in_time(_substitute_in_all, PATTERNS[name]), f"{name} backtracks on hostile text"
+
+
+def test_redact_is_quick_on_hostile_text():
+    assert finishes_in_time(_redact_all)
+
+
+@pytest.mark.parametrize("text", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_hostile_text_still_loses_its_secrets(text):
+    token = store.new_token()
+    redacted = site_logging.redact(f"{text} /jobs/{token}/ {bytes(range(256))!r} {text}")
+    assert token not in redacted and "\\x10\\x11" not in redacted
+
+
+def test_a_long_text_is_scrubbed_before_it_is_cut():
+    token = store.new_token()
+    photo = bytes(range(256)) * 8
+    limit = 3000
+    # Literals before the cut shrink the text; a token and a literal cross the cut itself.
+    head = f"{photo!r} " * 3
+    for offset in range(-70, 300, 7):
+        filler = "x " * ((limit - len(head) + offset) // 2)
+        for secret in (f"job:1:{token}", repr(photo), f"/jobs/{token}/"):
+            text = head + filler + secret + " and more" * 100
+            redacted = site_logging.redact(text, limit=limit)
+            assert len(redacted) <= limit + 20 and redacted.endswith(f"<{len(text)} characters>")
+            assert token[:12] not in redacted and "\\x10\\x11" not in redacted, (offset, secret)
+
+
+def test_an_error_report_cuts_the_exception_message_after_scrubbing_it():
+    """The report keeps 2000 characters of the message: cut first, a photo's bytes printed from
+    character 1900 on would be an unclosed literal that nothing recognises."""
+    photo = photo_bytes()
+    try:
+        raise ValueError("x" * 1900 + f" cannot decode {photo!r}")
+    except ValueError:
+        reporter = site_logging.PrivateExceptionReporter(None, *sys.exc_info())
+        value = reporter.get_traceback_data()["exception_value"]
+        html, text = reporter.get_traceback_html(), reporter.get_traceback_text()
+    assert value.startswith("x" * 1900) and len(value) < 2100 and "characters of bytes hidden" in value
+    for report in (value, html, text):
+        assert secrets_in(report, photo=photo) == []
+
+
 # --- gunicorn -------------------------------------------------------------------------------------------
 
 
@@ -284,12 +415,14 @@ def a_request_for_a_job(token: str):
     return response, request, environ
 
 
-def gunicorn_logger(logger_class):
+def gunicorn_logger(logger_class, access_log_format: str | None = None):
+    """A logger as gunicorn.conf.py configures it (its access-log format, unless another is given)."""
     from gunicorn.config import Config
 
     config = Config()
     config.set("accesslog", "-")
     config.set("errorlog", "-")
+    config.set("access_log_format", access_log_format or gunicorn_conf().access_log_format)
     return logger_class(config)
 
 
@@ -349,7 +482,60 @@ def test_the_access_log_line_as_configured_has_no_token_and_no_address():
 def test_gunicorn_is_configured_with_the_scrubbing_logger():
     """Every atom, not only those the shipped format uses: an operator may log more."""
     token = store.new_token()
-    atoms = gunicorn_logger(configured_logger_class()).atoms(
-        *a_request_for_a_job(token), datetime.timedelta(milliseconds=5)
-    )
+    request = a_request_for_a_job(token)
+    every_atom = gunicorn_logger(GunicornBaseLogger).atoms(*request, datetime.timedelta(milliseconds=5))
+    operator_format = " ".join(f"%({key})s" for key in every_atom)
+    logger = gunicorn_logger(configured_logger_class(), operator_format)
+    atoms = logger.atoms(*request, datetime.timedelta(milliseconds=5))
+    assert set(atoms) == set(every_atom)
     assert_nothing_of_the_visitor(repr(atoms), token)
+    assert_nothing_of_the_visitor(operator_format % SafeAtoms(atoms), token)
+    assert atoms["{location}o"] == "/jobs/…/" and atoms["{referer}i"] == "https://portraits.example.com/jobs/…/"
+
+
+def test_only_the_atoms_the_format_prints_are_read():
+    """A header the format does not print is neither scrubbed nor kept, however hostile."""
+    token = store.new_token()
+    response, request, environ = a_request_for_a_job(token)
+    request.headers.append(("X-NOTE", "b'" + "\\" * 10_000))
+    environ["HTTP_X_NOTE"] = request.headers[-1][1]
+    logger = gunicorn_logger(configured_logger_class())
+    atoms = logger.atoms(response, request, environ, datetime.timedelta(milliseconds=5))
+    assert set(atoms) == site_logging.used_atoms(gunicorn_conf().access_log_format) == {"t", "m", "U", "s", "B", "M"}
+    noted = gunicorn_logger(configured_logger_class(), '%(U)s %({X-Note}i)s "%({http_x_note}e)s"')
+    atoms = noted.atoms(response, request, environ, datetime.timedelta(milliseconds=5))
+    assert set(atoms) == {"U", "{x-note}i", "{http_x_note}e"}
+    assert atoms["{x-note}i"].startswith("b'<10002 characters of bytes hidden>")
+    assert finishes_in_time(noted.atoms, response, request, environ, datetime.timedelta(milliseconds=5))
+
+
+def test_hostile_headers_neither_freeze_gunicorn_nor_lose_a_job(tmp_path):
+    """The attack of the security review, against gunicorn started as deployed (gunicorn.conf.py,
+    one process, jobs in its memory): a Host header that Django logs as disallowed, and header
+    values the access-log format does not print. Before, one such request held the worker's GIL
+    until gunicorn killed it, and every job in its memory went with it."""
+    env = site_environment(f"sqlite:///{tmp_path / 'codes.sqlite3'}", "locmemcache://portraitsite-jobs")
+    manage(env, "migrate", "--noinput")
+    site = Gunicorn(env, workers=1, access_log_format=None)
+    try:
+        site.wait_until_serving()
+        response = Visitor(site).upload(photo_bytes())
+        assert response.status_code == 303, response.text[:500]
+        job_page = site.url + response.headers["Location"]
+        assert requests.get(job_page, timeout=GUARD_SECONDS).status_code == 200
+        for headers in (
+            {"Host": "b'" + "\\" * 24},
+            {"Host": "b'" + "\\" * 4000},
+            {"X-Note": "\\" * 80},
+            {"X-Note": "b'" + "\\" * 80 + "x" * 70},
+            {"X-Note": "b'" + "\\" * 8000, "Referer": "b'" + "\\" * 4000},
+        ):
+            hostile = requests.get(f"{site.url}/?q={'\\' * 500}", headers=headers, timeout=GUARD_SECONDS)
+            assert hostile.status_code in (200, 400), hostile.status_code
+            assert requests.get(f"{site.url}/healthz", timeout=GUARD_SECONDS).status_code == 200, headers
+        assert requests.get(job_page, timeout=GUARD_SECONDS).status_code == 200, "the job is still there"
+    finally:
+        site.stop()
+    assert len(site.worker_pids()) == 1, "the worker was never replaced"
+    assert not any("WORKER TIMEOUT" in line for line in site.errors), "\n".join(site.errors[-20:])
+    assert any("Invalid HTTP_HOST header" in line for line in site.errors), "Django logged the hostile host"

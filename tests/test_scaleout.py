@@ -70,17 +70,17 @@ class Gunicorn:
     """gunicorn started as deployed, its two log streams read as they come, stopped by its pid."""
 
     env: dict[str, str]
+    workers: int = 2
+    # None: the format of gunicorn.conf.py, as shipped.
+    access_log_format: str | None = ACCESS_LOG_FORMAT
     port: int = field(default_factory=free_port)
     access: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        env = dict(
-            self.env,
-            BIND=f"127.0.0.1:{self.port}",
-            WEB_CONCURRENCY="2",
-            GUNICORN_CMD_ARGS=f"--access-logformat '{ACCESS_LOG_FORMAT}'",
-        )
+        env = dict(self.env, BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY=str(self.workers))
+        if self.access_log_format is not None:
+            env["GUNICORN_CMD_ARGS"] = f"--access-logformat '{self.access_log_format}'"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "portraitsite.wsgi"],
             cwd=ROOT,
@@ -110,11 +110,11 @@ class Gunicorn:
             int(m.group(1)) for line in list(self.errors) if (m := re.search(r"Booting worker with pid: (\d+)", line))
         }
 
-    def wait_until_serving(self, workers: int = 2) -> None:
+    def wait_until_serving(self) -> None:
         deadline = time.monotonic() + BOOT_SECONDS
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "gunicorn exited:\n" + "\n".join(self.errors[-30:])
-            if len(self.worker_pids()) >= workers:
+            if len(self.worker_pids()) >= self.workers:
                 try:
                     if requests.get(f"{self.url}/healthz", timeout=5).status_code == 200:
                         return
