@@ -118,8 +118,8 @@ class Gunicorn:
                 try:
                     if requests.get(f"{self.url}/healthz", timeout=5).status_code == 200:
                         return
-                except requests.ConnectionError:
-                    pass
+                except (requests.ConnectionError, requests.Timeout):
+                    pass  # not serving yet: a worker still booting on a loaded machine
             time.sleep(0.1)
         raise AssertionError("gunicorn did not start:\n" + "\n".join(self.errors[-30:]))
 
