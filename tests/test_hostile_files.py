@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from segmentation import store
+from segmentation import images, store
 from tests.flow import health_details, upload, wait_for_pool_idle
+from tests.guard import finishes_in_time
 from tests.photos import encode, portrait_scene
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -307,6 +308,7 @@ def corpus() -> list[Case]:
     rows = b"".join(b"\x00" + np.full((96, 4), [65535, 1000, 30000, 40000], ">u2").tobytes() for _ in range(72))
     add("16-bit rgba png", raw_png(96, 72, 16, 6, rows))
     add("cmyk jpeg", encode(base.convert("CMYK"), "JPEG"))
+    add("progressive jpeg with 200 scans", with_scans(progressive, 200))
     add("grey jpeg", encode(base.convert("L"), "JPEG"))
     palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     add("palette png with transparency", encode(palette, "PNG", transparency=0))
@@ -499,3 +501,116 @@ def _wait_done(token: str, timeout: float = 60) -> store.Job | None:
             return job
         time.sleep(0.01)
     return store.get(token)
+
+
+# --- Progressive JPEGs with thousands of scans ---------------------------------------------------------
+# Each scan makes the decoder walk every block of the image again, for a few dozen bytes of file:
+# a 12 MP JPEG of one colour with 4,000 scans is a 175 kB file that took over 100 s of CPU to decode
+# (on a loaded machine), the normal one 0.06 s.
+
+
+def with_scans(data: bytes, total: int, junk: bytes = b"") -> bytes:
+    """The same JPEG with its first image's last scan repeated until it has `total` scans, and
+    `junk` between them (a decoder skips such bytes to the next marker, with a warning)."""
+    end = data.index(b"\xff\xd9")  # the first image's EOI: no FF D9 occurs inside a scan (stuffing)
+    last = data.rindex(b"\xff\xda", 0, end)
+    scans = data.count(b"\xff\xda", 0, end)
+    return data[:end] + (junk + data[last:end]) * (total - scans) + data[end:]
+
+
+def flat_photo(mode: str = "RGB", size: tuple[int, int] = (4000, 3000)) -> Image.Image:
+    return Image.new("RGB", size, (120, 140, 160)).convert(mode)
+
+
+def scan_flood(kind: str) -> bytes:
+    if kind == "jpeg kept as is":
+        return with_scans(encode(flat_photo(), "JPEG", progressive=True), 4000)
+    if kind == "jpeg rebuilt (cmyk)":
+        return with_scans(encode(flat_photo("CMYK"), "JPEG", progressive=True), 4000)
+    if kind == "mpo":
+        stereo = encode(flat_photo(), "MPO", save_all=True, append_images=[flat_photo()], progressive=True)
+        return with_scans(stereo, 4000)
+    if kind == "junk between the scans":
+        return with_scans(encode(flat_photo(), "JPEG", progressive=True), 4000, junk=b"\x00junk")
+    raise AssertionError(kind)
+
+
+def _refused_for_its_scans(data: bytes) -> None:
+    with pytest.raises(images.ImageRejected) as refused:
+        images.accept_upload(data)
+    assert "progressive scans" in refused.value.message and refused.value.status == 400
+
+
+def _decode(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (im.width // 4, im.height // 4))
+        im.load()
+
+
+SCAN_FLOODS = ["jpeg kept as is", "jpeg rebuilt (cmyk)", "mpo", "junk between the scans"]
+
+
+@pytest.mark.parametrize("kind", SCAN_FLOODS)
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_anything_decodes_it(kind):
+    data = scan_flood(kind)
+    with Image.open(io.BytesIO(data)) as im:  # a valid file as far as its header goes
+        assert im.format in ("JPEG", "MPO") and im.size == (4000, 3000)
+    assert finishes_in_time(_refused_for_its_scans, data)
+
+
+def test_the_scan_flood_is_what_takes_the_decoder_so_long():
+    """Without the count, this file would be decoded: it costs more than the guard allows."""
+    assert not finishes_in_time(_decode, scan_flood("jpeg kept as is"))
+
+
+def test_the_refusal_says_what_to_do_in_the_visitors_language(client, settings):
+    settings.UPLOADS_PER_MINUTE = 0
+    data = scan_flood("jpeg kept as is")
+    english = upload(client, data)
+    assert english.status_code == 400
+    assert "save or export it again" in english.content.decode()
+    chinese = upload_to(client, "/zh-hans/jobs/", data)
+    assert chinese.status_code == 400
+    assert "渐进式" in chinese.content.decode() and "save or export" not in chinese.content.decode()
+
+
+def upload_to(client, path: str, data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return client.post(path, {"mode": "cutout", "image": SimpleUploadedFile("photo.jpg", data, "image/jpeg")})
+
+
+def test_a_million_empty_segments_are_refused_without_walking_them_all():
+    photo = encode(scene(), "JPEG", quality=85)
+    comments = photo[:2] + b"\xff\xfe\x00\x02" * 1_000_000 + photo[2:]
+    assert finishes_in_time(_refused_as_damaged, comments)
+
+
+def _refused_as_damaged(data: bytes) -> None:
+    with pytest.raises(images.ImageRejected) as refused:
+        images.accept_upload(data)
+    assert "damaged" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "kind, scans",
+    [("RGB", 10), ("L", 6), ("CMYK", 18)],
+)
+def test_normal_progressive_jpegs_are_still_accepted(client, settings, kind, scans):
+    """libjpeg's progressive scripts: 10 scans for colour, 6 for grey, 18 for CMYK."""
+    settings.UPLOADS_PER_MINUTE = 0
+    data = encode(portrait_scene(1200, 900).convert(kind), "JPEG", quality=90, progressive=True)
+    assert data.count(b"\xff\xda") == scans
+    photo = images.accept_upload(data)
+    assert (photo.width, photo.height) == (1200, 900)
+    response = upload(client, data)
+    assert response.status_code == 303
+    assert _wait_done(response["Location"].rstrip("/").rsplit("/", 1)[-1]).state == store.READY
+
+
+def test_a_stereo_photo_of_two_progressive_frames_counts_only_the_first():
+    frames = [portrait_scene(800, 600, seed=seed) for seed in (1, 2)]
+    data = encode(frames[0], "MPO", save_all=True, append_images=frames[1:], progressive=True)
+    assert data.count(b"\xff\xda") == 20
+    data = with_scans(data, 30)  # 40 in the file, 30 in the image that is decoded
+    assert images.accept_upload(data).width == 800
