@@ -39,7 +39,8 @@ from PIL import Image  # noqa: E402
 from bench.support import camera_jpeg, load_average, mb, median_time  # noqa: E402
 from segmentation import composite  # noqa: E402
 from segmentation.engines.dashscope import DashScopeCrowd  # noqa: E402
-from segmentation.images import accept_upload, encode_jpeg  # noqa: E402
+from segmentation.intake import accept_upload  # noqa: E402
+from segmentation.pixels import encode_jpeg  # noqa: E402
 from segmentation.providers import dashscope  # noqa: E402
 from tests.fakes.dashscope import encode, redraw  # noqa: E402
 

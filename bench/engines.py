@@ -16,7 +16,6 @@ Targets: cutout finish ≤ 0.5 s at 12 MP without the PNG encode.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -38,6 +37,7 @@ def crowd_jpeg(megapixels: float) -> bytes:
     from PIL import Image
 
     from bench.support import scene
+    from segmentation.pixels import encode
     from tests.test_local_cutout import paste_person
 
     pixels = np.asarray(scene(megapixels, seed=1)).copy()
@@ -45,9 +45,7 @@ def crowd_jpeg(megapixels: float) -> bytes:
     ignored = np.zeros((height, width), bool)
     paste_person(pixels, ignored, height // 5, width * 17 // 20, height // 3)
     paste_person(pixels, ignored, height // 8, width // 30, height // 4)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    return encode(Image.fromarray(pixels), "JPEG", quality=90)
 
 
 def child(mode: str, runs: int) -> None:
@@ -57,7 +55,7 @@ def child(mode: str, runs: int) -> None:
     django.setup()
     from bench.support import rss_bytes
     from segmentation.engines import local, selfie
-    from segmentation.images import accept_upload
+    from segmentation.intake import accept_upload
 
     data = sys.stdin.buffer.read()
     start = time.perf_counter()

@@ -5,7 +5,7 @@ times, interleaved round by round so that other load on the machine hits all thr
 
   decode   Pillow decoding the whole file at full size: what any server must at least pay
            if it looks at every pixel once;
-  intake   segmentation.images.accept_upload: validation, metadata cut at the byte level, and
+  intake   segmentation.intake.accept_upload: validation, metadata cut at the byte level, and
            the reduced working copy (JPEG draft mode);
   +preview intake plus what phase one adds around the engine: the engine's preview-sized draft
            watermarked and encoded, and the "before" image made from the working copy.
@@ -38,7 +38,7 @@ django.setup()
 from PIL import Image  # noqa: E402
 
 from bench.support import camera_jpeg, load_average, mb  # noqa: E402
-from segmentation import images  # noqa: E402
+from segmentation import intake, pixels, previews  # noqa: E402
 
 
 def full_decode(data: bytes) -> None:
@@ -46,15 +46,15 @@ def full_decode(data: bytes) -> None:
         im.load()
 
 
-def intake(data: bytes) -> images.Photo:
-    return images.accept_upload(data)
+def accept(data: bytes) -> intake.Photo:
+    return intake.accept_upload(data)
 
 
-def previews(photo: images.Photo, draft: Image.Image) -> None:
+def render_previews(photo: intake.Photo, draft: Image.Image) -> None:
     """Phase one's own work around the engine: watermark and encode the engine's preview-sized
     draft, and make the "before" image from the working copy."""
-    images.render_preview(draft)
-    images.render_before(photo.working)
+    previews.render_preview(draft)
+    previews.render_before(photo.working)
 
 
 def main() -> None:
@@ -74,12 +74,12 @@ def main() -> None:
             full_decode(data)
             times["decode"].append(time.perf_counter() - start)
             start = time.perf_counter()
-            photo = intake(data)
+            photo = accept(data)
             times["intake"].append(time.perf_counter() - start)
             # What an engine hands back: a preview-sized image (its cost is in bench/engines.py).
-            draft = images.fit_pixels(photo.working, images.PREVIEW_MAX_PIXELS)
+            draft = pixels.fit_pixels(photo.working, previews.PREVIEW_MAX_PIXELS)
             start = time.perf_counter()
-            previews(photo, draft)
+            render_previews(photo, draft)
             times["preview"].append(time.perf_counter() - start)
         median = {name: sorted(values)[len(values) // 2] for name, values in times.items()}
         total = median["intake"] + median["preview"]
@@ -90,9 +90,9 @@ def main() -> None:
         )
     cold = []
     for _ in range(arguments.runs):
-        images._watermark_layer.cache_clear()
+        previews._watermark_layer.cache_clear()
         start = time.perf_counter()
-        images._watermark_layer((577, 433), images.WATERMARK_TEXT)
+        previews._watermark_layer((577, 433), previews.WATERMARK_TEXT)
         cold.append(time.perf_counter() - start)
     print(
         f"# +preview reuses the watermark of its size; drawing one for a new size (once per size and "

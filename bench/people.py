@@ -42,6 +42,7 @@ os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("MAX_UPLOAD_BYTES", str(64 * 1024**2))
 
 from bench.people_masks.sources import load_source, median_frame  # noqa: E402
+from segmentation import pixels as pixels_module  # noqa: E402
 
 MASKS = Path(__file__).resolve().parent / "people_masks"
 GRAIN = 3.0  # sensor noise, levels (σ), the same field on the scene and on its true background
@@ -321,9 +322,7 @@ def fine_texture(pixels: np.ndarray, where: np.ndarray) -> float:
 
 
 def encode(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=92)
-    return buffer.getvalue()
+    return pixels_module.encode(Image.fromarray(pixels), "JPEG", quality=92)
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -336,7 +335,7 @@ def decode(data: bytes) -> np.ndarray:
 
 def measure_scene(index: int, megapixels: float, save: Path | None) -> dict:
     from segmentation.engines import CROWD, CUTOUT, EngineError, engine_named
-    from segmentation.images import accept_upload
+    from segmentation.intake import accept_upload
 
     scene = make_scene(index, megapixels)
     photo = accept_upload(encode(scene.pixels))
@@ -389,7 +388,7 @@ def _save(path: Path, before: np.ndarray, after: np.ndarray) -> None:
 
 def time_phases(index: int, megapixels: float, mode: str, runs: int) -> dict:
     from segmentation.engines import engine_named
-    from segmentation.images import accept_upload
+    from segmentation.intake import accept_upload
 
     data = encode(make_scene(index, megapixels).pixels)
     engine = engine_named(mode, "local")

@@ -5,7 +5,6 @@ database of a benchmark run lives in a temporary directory that is removed after
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from segmentation.pixels import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -55,9 +56,7 @@ def camera_jpeg(megapixels: float, seed: int = 0, quality: int = 90) -> bytes:
     exif = Image.Exif()
     exif[0x010F] = "Benchmark Camera"
     exif[0x0112] = 1
-    buffer = io.BytesIO()
-    scene(megapixels, seed).save(buffer, "JPEG", quality=quality, exif=exif.tobytes())
-    return buffer.getvalue()
+    return encode(scene(megapixels, seed), "JPEG", quality=quality, exif=exif.tobytes())
 
 
 # --- measuring ----------------------------------------------------------------------------------------

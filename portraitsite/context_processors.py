@@ -4,14 +4,18 @@ from django.conf import settings
 from django.http import HttpRequest
 
 
+def minutes_rounded_up(seconds: float) -> int:
+    """Whole minutes, rounded up: a page may promise deletion later than it happens, never sooner."""
+    return math.ceil(seconds / 60)
+
+
 def site(request: HttpRequest) -> dict:
     return {
         "site_name": settings.SITE_NAME,
         "site_logo_url": settings.SITE_LOGO_URL,
         "operator_name": settings.OPERATOR_NAME,
         "contact_email": settings.CONTACT_EMAIL,
-        # Rounded up: a page may promise deletion later than it happens, never sooner.
-        "ttl_minutes": math.ceil(settings.JOB_TTL_SECONDS / 60),
+        "ttl_minutes": minutes_rounded_up(settings.JOB_TTL_SECONDS),
     }
 
 

@@ -53,7 +53,6 @@ def facts() -> dict:
         "dashscope_region": DASHSCOPE_REGIONS.get(urlsplit(settings.DASHSCOPE_API_URL).hostname or "")
         if uses_dashscope
         else None,
-        # Rounded up: the pages may promise deletion a little later than it happens, never sooner.
         # Only the per-connection limits look at the address (the per-photo one keys on the photo);
         # each is off at 0, and the page names only those that count.
         "counts_uploads": settings.UPLOADS_PER_MINUTE > 0,

@@ -39,8 +39,8 @@ import numpy as np
 from PIL import Image
 
 from segmentation.engines.base import EngineError, Result
-from segmentation.images import Photo, encode_jpeg, encode_png
-from segmentation.pixels import disk
+from segmentation.intake import Photo
+from segmentation.pixels import blend, disk, encode_jpeg, encode_png
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def apply_changes(original: Image.Image, edited: Image.Image, changes: Changes) 
         size = (right - left, bottom - top)
         flags = cv2.WARP_INVERSE_MAP
         alpha = cv2.warpAffine(changes.alpha, box_to_work[:2], size, flags=flags | cv2.INTER_LINEAR, borderValue=0)
-        weight = np.rint(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint16)[..., None]
+        weight = np.rint(np.clip(alpha, 0.0, 1.0) * 255).astype(np.uint8)
         patch = cv2.warpAffine(
             model,
             (changes.to_edited @ box_to_work)[:2],
@@ -186,11 +186,9 @@ def apply_changes(original: Image.Image, edited: Image.Image, changes: Changes) 
             flags=flags | cv2.INTER_CUBIC,
             borderMode=cv2.BORDER_REPLICATE,
         ).astype(np.float32)
-        patch = np.clip(patch * changes.gain + changes.offset + 0.5, 0, 255).astype(np.uint16)
-        kept = source[top:bottom, left:right, :3].astype(np.uint16)
+        patch = np.clip(patch * changes.gain + changes.offset + 0.5, 0, 255).astype(np.uint8)
         # Integer blend: where the weight is 0 this is exactly the original pixel.
-        blended = (kept * (255 - weight) + patch * weight + 127) // 255
-        result[top:bottom, left:right, :3] = blended.astype(np.uint8)
+        result[top:bottom, left:right, :3] = blend(source[top:bottom, left:right, :3], patch, weight)
     return Image.fromarray(result, original.mode)
 
 
@@ -302,9 +300,7 @@ def _read_region(changes: Changes, frame_shape: tuple[int, int]) -> np.ndarray:
 
 
 def _png_array(image: Image.Image) -> np.ndarray:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return np.frombuffer(buffer.getvalue(), np.uint8)
+    return np.frombuffer(encode_png(image), np.uint8)
 
 
 def _png_image(stored: np.ndarray) -> Image.Image:

@@ -25,9 +25,9 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from portraitsite import usage
-from segmentation import images, store
+from segmentation import previews, store
 from segmentation.engines import EngineError, engine_named
-from segmentation.images import Photo
+from segmentation.intake import Photo
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def pool() -> Pool:
 
 
 def _photo_of(job: store.Job, original: bytes) -> Photo:
-    return Photo(original, **job.photo_meta)
+    return Photo.from_meta(original, job.photo_meta)
 
 
 def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
@@ -128,8 +128,8 @@ def start(token: str, photo: Photo) -> None:
     store.save(job)
     try:
         draft = engine_named(job.mode, job.engine).start(photo)
-        preview = images.render_preview(draft.preview)
-        before = images.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
+        preview = previews.render_preview(draft.preview)
+        before = previews.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
         job = store.get(token)
         if job is None or job.state != store.PROCESSING:
             return  # deleted, expired or timed out meanwhile: keep nothing

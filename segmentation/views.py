@@ -23,8 +23,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from portraitsite import ratelimit, usage
+from portraitsite.context_processors import minutes_rounded_up
 from portraitsite.errors import error_response
-from segmentation import images, jobs, store
+from segmentation import intake, jobs, previews, store
 from segmentation.engines import engines_in_use
 from segmentation.forms import UploadForm
 from segmentation.uploads import UploadTooLarge, body_too_large
@@ -37,7 +38,7 @@ def _home(request: HttpRequest, form: UploadForm | None = None, error: str = "",
     context = {
         "form": form or UploadForm(),
         "error": error,
-        "max_upload": images.human_bytes(settings.MAX_UPLOAD_BYTES),
+        "max_upload": intake.upload_limit(),
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
         "max_megapixels": settings.MAX_IMAGE_PIXELS // 1_000_000,
         "canonical_path": reverse("home"),  # also when answering a refused upload (POST /jobs/)
@@ -74,23 +75,16 @@ def create_job(request: HttpRequest) -> HttpResponse:
         with decoding_slot() as free:
             if not free:
                 return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
-            photo = images.accept_upload(upload.read())
-    except images.ImageRejected as rejected:
+            photo = intake.accept_upload(upload.read())
+    except intake.ImageRejected as rejected:
         return _home(
             request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status
         )
     finally:
         upload.close()
     mode = form.cleaned_data["mode"]
-    meta = {
-        "media_type": photo.media_type,
-        "width": photo.width,
-        "height": photo.height,
-        "orientation": photo.orientation,
-        "has_alpha": photo.has_alpha,
-    }
     try:
-        job = store.create(mode, engines_in_use()[mode], meta, photo.data, language=translation.get_language())
+        job = store.create(mode, engines_in_use()[mode], photo.meta(), photo.data, language=translation.get_language())
     except store.StoreFull as full:
         logger.warning("Image store full; upload refused.")
         return error_response(request, 503, "busy", retry_after=full.retry_after)
@@ -135,7 +129,7 @@ def _content_length(request: HttpRequest) -> int | None:
 def _too_large(request: HttpRequest) -> HttpResponse:
     # The unread rest of the body is not ours to handle: gunicorn discards it in small chunks
     # before the next request on the connection (WSGI forbids setting Connection ourselves).
-    return error_response(request, 413, "too_large", limit=images.human_bytes(settings.MAX_UPLOAD_BYTES))
+    return error_response(request, 413, "too_large", limit=intake.upload_limit())
 
 
 def see_other(url: str) -> HttpResponse:
@@ -163,7 +157,7 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         "hd_unavailable": _hd_unavailable(job),
         "unlock_error": unlock_error or job.delivery_error,
         "refresh": job.busy,
-        "expires_minutes": (job.expires_in + 59) // 60,
+        "expires_minutes": minutes_rounded_up(job.expires_in),
         "result_width": width,
         "result_height": height,
         # The page's own address: a page rendered in answer to a POST (a wrong code) refreshes and
@@ -334,14 +328,14 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("result gone")
     media_type = job.result["media_type"]
     try:
-        colour = images.parse_background(request.GET.get("background"))
+        colour = previews.parse_background(request.GET.get("background"))
     except ValueError:
         return error_response(request, 400, "bad_background")
     if colour is not None and media_type == "image/png" and job.mode == "cutout":
         with decoding_slot() as free:
             if not free:
                 return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
-            data, media_type = images.on_background(data, colour), "image/jpeg"
+            data, media_type = previews.on_background(data, colour), "image/jpeg"
     extension = "png" if media_type == "image/png" else "jpg"
     name = f"{job.mode}-{job.result['width']}x{job.result['height']}.{extension}"
     response = _image_response(data, media_type)

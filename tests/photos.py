@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image
 
+from segmentation import pixels
+
 
 def encode(image: Image.Image, format: str = "JPEG", **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format, **params)
-    return buffer.getvalue()
+    return pixels.encode(image, format, **params)
 
 
 def astronaut() -> Image.Image:

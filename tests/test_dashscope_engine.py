@@ -13,7 +13,8 @@ from segmentation import composite
 from segmentation.engines import engine_named, engines_in_use
 from segmentation.engines.base import EngineError
 from segmentation.engines.dashscope import DashScopeCrowd
-from segmentation.images import accept_upload, encode_jpeg
+from segmentation.intake import accept_upload
+from segmentation.pixels import encode_jpeg
 from tests.fakes.dashscope import encode, street_scene
 
 
@@ -102,9 +103,7 @@ def test_nothing_removed_carries_no_frame(dashscope_fake):
 
 
 def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+    return encode(image, "PNG")
 
 
 @pytest.mark.parametrize(

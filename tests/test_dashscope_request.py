@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from segmentation.images import accept_upload
+from segmentation.intake import accept_upload
 from segmentation.providers import dashscope as client
 from segmentation.providers.http import ProviderError
 from tests.fakes.dashscope import encode, erase_people, street_scene

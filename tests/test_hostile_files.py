@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from segmentation import images, store
+from segmentation import intake, store
 from tests.flow import health_details, upload, wait_for_pool_idle
 from tests.guard import finishes_in_time
 from tests.photos import encode, portrait_scene
@@ -536,8 +536,8 @@ def scan_flood(kind: str) -> bytes:
 
 
 def _refused_for_its_scans(data: bytes) -> None:
-    with pytest.raises(images.ImageRejected) as refused:
-        images.accept_upload(data)
+    with pytest.raises(intake.ImageRejected) as refused:
+        intake.accept_upload(data)
     assert "progressive scans" in refused.value.message and refused.value.status == 400
 
 
@@ -587,8 +587,8 @@ def test_a_million_empty_segments_are_refused_without_walking_them_all():
 
 
 def _refused_as_damaged(data: bytes) -> None:
-    with pytest.raises(images.ImageRejected) as refused:
-        images.accept_upload(data)
+    with pytest.raises(intake.ImageRejected) as refused:
+        intake.accept_upload(data)
     assert "damaged" in refused.value.message
 
 
@@ -601,7 +601,7 @@ def test_normal_progressive_jpegs_are_still_accepted(client, settings, kind, sca
     settings.UPLOADS_PER_MINUTE = 0
     data = encode(portrait_scene(1200, 900).convert(kind), "JPEG", quality=90, progressive=True)
     assert data.count(b"\xff\xda") == scans
-    photo = images.accept_upload(data)
+    photo = intake.accept_upload(data)
     assert (photo.width, photo.height) == (1200, 900)
     response = upload(client, data)
     assert response.status_code == 303
@@ -613,4 +613,4 @@ def test_a_stereo_photo_of_two_progressive_frames_counts_only_the_first():
     data = encode(frames[0], "MPO", save_all=True, append_images=frames[1:], progressive=True)
     assert data.count(b"\xff\xda") == 20
     data = with_scans(data, 30)  # 40 in the file, 30 in the image that is decoded
-    assert images.accept_upload(data).width == 800
+    assert intake.accept_upload(data).width == 800

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segmentation.images import ImageRejected, Photo, accept_upload, strip_jpeg_metadata
+from segmentation.intake import ImageRejected, Photo, accept_upload, strip_jpeg_metadata
 from tests.photos import encode, gradient
 
 
@@ -215,3 +215,16 @@ class TestJpegStripping:
             pytest.skip("Pillow cannot embed this profile")
         photo = accept_upload(data)
         assert_no_metadata(photo)
+
+
+def test_a_photo_is_stored_and_rebuilt_through_its_meta():
+    """One owner for what a job keeps about the photo: the view stores `meta()`, the job pool
+    rebuilds the Photo with `from_meta()`."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = accept_upload(encode(gradient(120, 80), "JPEG", exif=exif.tobytes()))
+    meta = photo.meta()
+    assert meta == {"media_type": "image/jpeg", "width": 80, "height": 120, "orientation": 6, "has_alpha": False}
+    rebuilt = Photo.from_meta(photo.data, meta)
+    assert rebuilt == photo and rebuilt.working is None
+    assert rebuilt.open().size == (80, 120)

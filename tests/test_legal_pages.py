@@ -12,7 +12,7 @@ from django.template.defaultfilters import date as format_date
 from PIL import Image
 
 from portraitsite import legal
-from segmentation import images
+from segmentation import intake
 from tests.flow import upload
 from tests.photos import encode, portrait_scene
 
@@ -183,7 +183,7 @@ def test_claim_metadata_is_removed_before_anything_is_processed():
     exif[0x0132] = "2026:05:15 10:00:00"  # date
     gps = exif.get_ifd(0x8825)
     gps[1], gps[2] = "N", (48.0, 12.0, 30.0)
-    photo = images.accept_upload(encode(portrait_scene(300, 200), "JPEG", exif=exif.tobytes(), comment=b"home"))
+    photo = intake.accept_upload(encode(portrait_scene(300, 200), "JPEG", exif=exif.tobytes(), comment=b"home"))
     assert b"SecretCam" not in photo.data and b"Exif" not in photo.data and b"home" not in photo.data
     with Image.open(io.BytesIO(photo.data)) as stored:
         assert not stored.getexif() and "comment" not in stored.info

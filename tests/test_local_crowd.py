@@ -10,7 +10,7 @@ from PIL import Image
 
 from segmentation.engines.base import EngineError
 from segmentation.engines.local import LocalCrowd
-from segmentation.images import accept_upload
+from segmentation.intake import accept_upload
 from tests.test_local_cutout import SCENES, background, decode, encode, paste_person
 
 WIDTH, HEIGHT = 1600, 1200

@@ -12,7 +12,9 @@ from PIL import Image, ImageDraw
 
 from segmentation.engines.base import EngineError
 from segmentation.engines.local import LocalCutout
-from segmentation.images import PREVIEW_MAX_PIXELS, accept_upload
+from segmentation.intake import accept_upload
+from segmentation.previews import PREVIEW_MAX_PIXELS
+from tests import photos
 
 # Eileen Collins in skimage.data.astronaut() (512×512), traced by hand just inside her outline:
 # hair, face, suit and arms down to the bottom edge. The helmet she holds at the lower right is
@@ -114,9 +116,7 @@ def paste_person(scene: np.ndarray, truth: np.ndarray, height: int, left: int, t
 
 
 def encode(pixels: np.ndarray, format: str = "JPEG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format, **({"quality": 92} if format == "JPEG" else {}))
-    return buffer.getvalue()
+    return photos.encode(Image.fromarray(pixels), format, **({"quality": 92} if format == "JPEG" else {}))
 
 
 def decode(data: bytes) -> Image.Image:
@@ -232,9 +232,7 @@ def test_a_sideways_camera_jpeg_is_cut_out_upright():
     paste_person(scene, truth, 1000, 100, 600)
     exif = Image.Exif()
     exif[0x0112] = 6
-    buffer = io.BytesIO()
-    Image.fromarray(np.rot90(scene)).save(buffer, "JPEG", quality=92, exif=exif.tobytes())
-    photo = accept_upload(buffer.getvalue())
+    photo = accept_upload(photos.encode(Image.fromarray(np.rot90(scene)), "JPEG", quality=92, exif=exif.tobytes()))
     assert (photo.width, photo.height, photo.orientation) == (1200, 1600, 6)
     engine = LocalCutout()
 

@@ -18,7 +18,7 @@ import pytest
 from django.core.cache import caches
 from PIL import Image, ImageFile
 
-from segmentation import images, jobs, store
+from segmentation import intake, jobs, pixels, previews, store
 from tests.flow import token_of, upload, wait_ready, wait_unlocked
 from tests.photos import encode, portrait_scene
 from unlock.issuing import issue
@@ -71,7 +71,7 @@ def scan_data(jpeg: bytes) -> bytes:
 
 def test_intake_decodes_a_jpeg_once_in_draft_mode_and_encodes_nothing(monkeypatch, camera_jpeg):
     with pillow_work(monkeypatch) as work:
-        photo = images.accept_upload(camera_jpeg)
+        photo = intake.accept_upload(camera_jpeg)
     assert len(work.decodes) == 1, work.decodes
     decoded_format, decoded_size = work.decodes[0]
     assert decoded_format == "JPEG"
@@ -94,37 +94,30 @@ def test_intake_decodes_a_jpeg_once_in_draft_mode_and_encodes_nothing(monkeypatc
     ],
 )
 def test_the_scan_ends_at_the_first_real_marker(scan, end):
-    assert images._scan_end(b"HEAD" + scan, 4) == 4 + end
+    assert intake._scan_end(b"HEAD" + scan, 4) == 4 + end
 
 
 def test_metadata_is_cut_without_touching_a_noisy_scan(camera_jpeg):
-    clean = images.strip_jpeg_metadata(camera_jpeg)
+    clean = intake.strip_jpeg_metadata(camera_jpeg)
     assert scan_data(clean) == scan_data(camera_jpeg) and clean.endswith(b"\xff\xd9")
     assert Image.open(io.BytesIO(clean)).size == (WIDTH, HEIGHT)
 
 
 def test_the_first_phase_works_from_intakes_copy_and_encodes_each_preview_once(monkeypatch, camera_jpeg):
-    photo = images.accept_upload(camera_jpeg)
-    meta = {
-        "media_type": photo.media_type,
-        "width": photo.width,
-        "height": photo.height,
-        "orientation": photo.orientation,
-        "has_alpha": photo.has_alpha,
-    }
-    job = store.create("cutout", "local", meta, photo.data)
+    photo = intake.accept_upload(camera_jpeg)
+    job = store.create("cutout", "local", photo.meta(), photo.data)
     with pillow_work(monkeypatch) as work:
         jobs.start(job.token, photo)  # in this thread, as the pool would run it
     assert store.get(job.token).state == store.READY
     assert work.decodes == []  # the upload is not decoded a second time
     assert sorted(fmt for fmt, _ in work.encodes) == ["WEBP", "WEBP"]  # the preview and the "before"
-    assert all(w * h <= images.PREVIEW_MAX_PIXELS for _, (w, h) in work.encodes)
+    assert all(w * h <= previews.PREVIEW_MAX_PIXELS for _, (w, h) in work.encodes)
 
 
 def test_previews_of_one_size_share_one_watermark(monkeypatch):
     import numpy as np
 
-    images._watermark_layer.cache_clear()
+    previews._watermark_layer.cache_clear()
     drawn: list[tuple[int, int]] = []
     rotate = Image.Image.rotate
 
@@ -134,10 +127,10 @@ def test_previews_of_one_size_share_one_watermark(monkeypatch):
 
     monkeypatch.setattr(Image.Image, "rotate", counting_rotate)
     photos = [portrait_scene(800, 600, seed=1), portrait_scene(800, 600, seed=2), portrait_scene(600, 800, seed=1)]
-    previews = [Image.open(io.BytesIO(images.render_preview(photo))).convert("RGB") for photo in photos]
+    rendered = [Image.open(io.BytesIO(previews.render_preview(photo))).convert("RGB") for photo in photos]
     assert len(drawn) == 2  # one watermark for each size, not one for each preview
-    for photo, preview in zip(photos, previews, strict=True):
-        plain = np.asarray(images.fit_pixels(photo, images.PREVIEW_MAX_PIXELS).convert("RGB"), dtype=np.int16)
+    for photo, preview in zip(photos, rendered, strict=True):
+        plain = np.asarray(pixels.fit_pixels(photo, previews.PREVIEW_MAX_PIXELS).convert("RGB"), dtype=np.int16)
         marked = np.abs(np.asarray(preview, dtype=np.int16) - plain).max(axis=2) > 40
         assert marked.mean() > 0.05, "the watermark covers the frame, also when it was drawn before"
 

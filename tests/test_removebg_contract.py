@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from segmentation.images import accept_upload
+from segmentation.intake import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import ProviderError
 from tests.fakes.removebg import jpeg, portrait
+from tests.photos import encode
 
 
 def decode(data: bytes) -> Image.Image:
@@ -128,9 +129,7 @@ def test_an_upload_over_22_mb_is_shrunk_keeping_transparency(removebg_fake, monk
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 256, (300, 400, 4), dtype=np.uint8)
     noise[..., 3] = np.where(noise[..., 3] > 30, 255, 0)
-    buffer = io.BytesIO()
-    Image.fromarray(noise, "RGBA").save(buffer, "PNG")
-    photo = accept_upload(buffer.getvalue())
+    photo = accept_upload(encode(Image.fromarray(noise, "RGBA"), "PNG"))
     assert photo.media_type == "image/png" and len(photo.data) > 300_000
     monkeypatch.setattr(removebg, "MAX_INPUT_BYTES", 300_000)
     removebg.cut_out(photo, "full")

@@ -35,7 +35,7 @@ def test_the_balance_is_read_once_then_kept_current_from_each_charge(removebg_fa
     assert removebg_account.balance() == 120.0
     assert removebg_fake.account_reads == 1, "cached: one GET /account"
 
-    from segmentation.images import accept_upload
+    from segmentation.intake import accept_upload
     from segmentation.providers import removebg
 
     removebg.cut_out(accept_upload(jpeg(portrait(800, 600))), "preview")

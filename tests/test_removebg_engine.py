@@ -11,7 +11,8 @@ from PIL import Image
 from segmentation.engines import engine_named, engines_in_use
 from segmentation.engines.base import Draft, EngineError, Result
 from segmentation.engines.removebg import RemoveBgCutout
-from segmentation.images import PREVIEW_MAX_PIXELS, accept_upload
+from segmentation.intake import accept_upload
+from segmentation.previews import PREVIEW_MAX_PIXELS
 from segmentation.providers import removebg
 from tests.fakes.removebg import jpeg, portrait
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from PIL import Image
 
-from segmentation.images import accept_upload
+from segmentation.intake import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import ProviderError, Timeouts
 from tests.fakes.removebg import FakeRemoveBg, jpeg, portrait

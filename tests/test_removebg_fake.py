@@ -12,6 +12,7 @@ import requests
 from PIL import Image
 
 from tests.fakes.removebg import DEFAULT_KEY, FakeRemoveBg, jpeg, portrait
+from tests.photos import encode
 
 
 @pytest.fixture
@@ -71,9 +72,8 @@ def test_two_sources_are_multiple_sources(fake):
 
 
 def test_type_is_decided_by_magic_bytes_not_by_name(fake):
-    gif = io.BytesIO()
-    Image.new("RGB", (50, 50), "red").save(gif, "GIF")
-    refused = post(fake, data={"size": "preview"}, files={"image_file": ("p.jpg", gif.getvalue(), "image/jpeg")})
+    gif = encode(Image.new("RGB", (50, 50), "red"), "GIF")
+    refused = post(fake, data={"size": "preview"}, files={"image_file": ("p.jpg", gif, "image/jpeg")})
     assert refused.json()["errors"][0]["code"] == "invalid_file_type"
     named_gif = {"image_file": ("p.gif", jpeg(portrait(300, 200)), "image/gif")}
     accepted = post(fake, data={"size": "preview"}, files=named_gif)
@@ -87,9 +87,8 @@ def test_more_than_22_mb_is_file_too_large(fake):
 
 
 def test_more_than_50_megapixels_is_resolution_too_high(fake):
-    png = io.BytesIO()
-    Image.new("L", (8000, 6300)).save(png, "PNG")  # 50.4 MP, a few kilobytes
-    response = post(fake, data={"size": "preview"}, files={"image_file": ("p.png", png.getvalue(), "image/png")})
+    png = encode(Image.new("L", (8000, 6300)), "PNG")  # 50.4 MP, a few kilobytes
+    response = post(fake, data={"size": "preview"}, files={"image_file": ("p.png", png, "image/png")})
     assert response.json()["errors"][0]["code"] == "resolution_too_high"
 
 

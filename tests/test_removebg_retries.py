@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from segmentation.images import accept_upload
+from segmentation.intake import accept_upload
 from segmentation.providers import removebg
 from segmentation.providers.http import ProviderError, RetryPolicy
 from tests.fakes.removebg import jpeg, portrait

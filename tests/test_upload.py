@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 from django.core.cache import caches
+from django.utils import translation
 from PIL import Image
 
-from segmentation import jobs, store
+from segmentation import intake, jobs, store
 from tests.flow import token_of, upload, wait_for_pool_idle
 from tests.photos import encode, gradient, portrait_scene
 
@@ -45,7 +46,18 @@ def test_a_declared_body_over_the_cap_is_refused_before_reading(client, settings
     data = noise_png(200)  # ~120 KB: body over cap + multipart allowance
     response = upload(client, data)
     assert response.status_code == 413
-    assert "too large" in response.content.decode() and "49 KB" in response.content.decode()
+    assert "too large" in response.content.decode() and "48.8\xa0KB" in response.content.decode()
+
+
+def test_a_chinese_visitor_reads_the_upload_limit_in_chinese_units(client, settings):
+    settings.MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+    with translation.override("zh-hans"):
+        message = intake.too_large_message()
+    assert "20.0\xa0兆字节" in message and "MB" not in message
+    home = client.get("/zh-hans/").content.decode()
+    assert "20.0\xa0兆字节" in home and "20.0\xa0MB" not in home
+    with translation.override("en"):
+        assert "20.0\xa0MB" in intake.too_large_message()
 
 
 def test_a_file_over_the_cap_is_refused_while_streaming(client, settings):

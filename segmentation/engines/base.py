@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from segmentation.images import Photo
+from segmentation.intake import Photo
 from segmentation.providers.http import ProviderError
 
 

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from segmentation import composite
 from segmentation.engines.base import Draft, Engine, EngineError, Result, provider_failure
-from segmentation.images import Photo
+from segmentation.intake import Photo
 from segmentation.providers import dashscope
 from segmentation.providers.http import ProviderError
 

@@ -26,8 +26,9 @@ from PIL import Image
 
 from segmentation.engines.base import Draft, Engine, EngineError, Result
 from segmentation.engines.selfie import MODEL_SIDE, person_probability, probability_by_scale
-from segmentation.images import PREVIEW_MAX_PIXELS, WORKING_LONG_SIDE, Photo, encode_jpeg, encode_png, fit_pixels
-from segmentation.pixels import disk
+from segmentation.intake import WORKING_LONG_SIDE, Photo
+from segmentation.pixels import blend, disk, encode, encode_jpeg, encode_png, fit_pixels
+from segmentation.previews import PREVIEW_MAX_PIXELS
 
 # A subject smaller than this share of the frame is either not there or too small for the model
 # (which was trained on selfies) to outline usefully. Measured: photos without a salient subject
@@ -250,7 +251,7 @@ class LocalCrowd(Engine):
             )
         alpha = erase_alpha(labels, subject.label, others)
         filled = fill_erased(rgb, alpha, labels > 0)
-        result = _blend(np.asarray(working.convert("RGB")), filled, alpha)
+        result = blend(np.asarray(working.convert("RGB")), filled, alpha)
         preview = Image.fromarray(result)
         if working.mode == "RGBA":
             preview.putalpha(working.getchannel("A"))
@@ -269,7 +270,7 @@ class LocalCrowd(Engine):
         region = np.array(image.crop(full_box))
         alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_LINEAR)
         fill = cv2.resize(fill, size, interpolation=cv2.INTER_LINEAR)
-        region[..., :3] = _blend(region[..., :3], fill, alpha)
+        region[..., :3] = blend(region[..., :3], fill, alpha)
         # Only the erased area is touched: every pixel outside `full_box`, and every pixel inside
         # it where alpha is 0 (the subject among them), keeps the original's exact value.
         image.paste(Image.fromarray(region, image.mode), full_box[:2])
@@ -417,13 +418,6 @@ def fill_erased(rgb: np.ndarray, alpha: np.ndarray, occupied: np.ndarray) -> np.
     return filled
 
 
-def _blend(base: np.ndarray, fill: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """base·(255−α) + fill·α, rounded, in integers: where α is 0 the result is `base` exactly."""
-    weight = alpha.astype(np.uint16)[..., None]
-    mixed = base.astype(np.uint16) * (255 - weight) + fill.astype(np.uint16) * weight + 127
-    return (mixed // 255).astype(np.uint8)
-
-
 # The carry: working size, the box around the erased area, its alpha (PNG) and its fill (JPEG).
 # Only the box is kept; a passer-by is a few percent of the frame, so this is tens of kilobytes.
 _PATCH = struct.Struct(">4sHHHHHHI")
@@ -434,10 +428,9 @@ def _pack_patch(alpha: np.ndarray, filled: np.ndarray) -> bytes:
     left, top, width, height = cv2.boundingRect((alpha > 0).astype(np.uint8))
     crop = (slice(top, top + height), slice(left, left + width))
     mask = _png(alpha[crop])
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(filled[crop])).save(buffer, "JPEG", quality=95)
+    fill = encode(Image.fromarray(np.ascontiguousarray(filled[crop])), "JPEG", quality=95)
     header = _PATCH.pack(_PATCH_MAGIC, alpha.shape[1], alpha.shape[0], left, top, width, height, len(mask))
-    return header + mask + buffer.getvalue()
+    return header + mask + fill
 
 
 def _unpack_patch(carry: bytes) -> tuple[tuple[int, int], tuple[int, int, int, int], np.ndarray, np.ndarray]:

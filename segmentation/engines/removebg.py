@@ -24,7 +24,9 @@ from django.conf import settings
 from PIL import Image
 
 from segmentation.engines.base import Draft, Engine, Result, provider_failure
-from segmentation.images import PREVIEW_MAX_PIXELS, Photo, encode_png, fit_pixels
+from segmentation.intake import Photo
+from segmentation.pixels import encode_png, fit_pixels
+from segmentation.previews import PREVIEW_MAX_PIXELS
 from segmentation.providers import removebg, removebg_account
 from segmentation.providers.http import ProviderError
 

@@ -38,7 +38,8 @@ from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
 from segmentation.composite import on_white
-from segmentation.images import Photo
+from segmentation.intake import Photo
+from segmentation.pixels import encode
 from segmentation.providers import http
 from segmentation.providers.http import ProviderError
 
@@ -206,10 +207,9 @@ def model_input(photo: Photo) -> ModelInput:
         if image.size != target:
             image = image.resize(target, Image.Resampling.LANCZOS)
         for quality in (INPUT_JPEG_QUALITY, 85, 75):
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=quality)
-            if buffer.tell() <= MAX_INPUT_BYTES:
-                return ModelInput(buffer.getvalue(), "image/jpeg", *target)
+            data = encode(image, "JPEG", quality=quality)
+            if len(data) <= MAX_INPUT_BYTES:
+                return ModelInput(data, "image/jpeg", *target)
         # Only pure noise gets here: shrink and try again, never below the minimum side.
         factor = max(0.75, MIN_INPUT_SIDE / min(target))
         if factor >= 1.0:

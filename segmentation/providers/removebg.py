@@ -23,7 +23,8 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
 
-from segmentation.images import WORKING_LONG_SIDE, Photo, fit_pixels
+from segmentation.intake import WORKING_LONG_SIDE, Photo
+from segmentation.pixels import encode, encode_png, fit_pixels
 from segmentation.providers.http import (
     TRANSIENT_STATUSES,
     ProviderError,
@@ -223,12 +224,9 @@ def _within_input_limits(image: Image.Image, encoded_bytes: int) -> tuple[bytes,
 
 def _encode_upload(image: Image.Image) -> tuple[bytes, str]:
     """Pixels only: nothing of the original file's metadata can travel with them."""
-    buffer = io.BytesIO()
     if image.mode == "RGBA":
-        image.save(buffer, "PNG", compress_level=1)
-        return buffer.getvalue(), "image/png"
-    image.convert("RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue(), "image/jpeg"
+        return encode_png(image), "image/png"
+    return encode(image.convert("RGB"), "JPEG", quality=90), "image/jpeg"
 
 
 def _charged(response: requests.Response) -> float:

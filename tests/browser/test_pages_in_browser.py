@@ -30,7 +30,7 @@ def test_the_browser_refuses_wrong_types_and_large_files_before_sending(visit, s
     assert len(large) > settings.MAX_UPLOAD_BYTES
     visitor.choose_file(large, name="big.png", mime="image/png")
     assert re.fullmatch(
-        r"This file is larger than [\d.]+ KB\. Please choose a smaller photo\.", page.inner_text("#client-error")
+        r"This file is larger than [\d.]+\sKB\. Please choose a smaller photo\.", page.inner_text("#client-error")
     )
     page.click("#upload-button")
     assert page.is_visible("#client-error")

@@ -43,6 +43,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from segmentation import pixels
+from segmentation.pixels import encode_png
 from tests.fakes.server import (
     AT_ONCE,
     Answer,
@@ -55,7 +57,7 @@ from tests.fakes.server import (
 )
 
 if TYPE_CHECKING:  # the fake runs on its own, without Django: the site's modules load only in tests
-    from segmentation.images import Photo
+    from segmentation.intake import Photo
 
 BASE_PATH = "/api/v1"
 GENERATION_PATH = f"{BASE_PATH}/services/aigc/multimodal-generation/generation"
@@ -236,13 +238,12 @@ class FakeDashScope(FakeServer):
 
     def publish(self, image: Image.Image) -> str:
         """Keep `image` as a result and return its signed URL."""
-        buffer = io.BytesIO()
-        image.save(buffer, "PNG", compress_level=1)
+        data = encode_png(image)
         name = uuid.uuid4().hex
         expires = int(time.time()) + RESULT_TTL
         signature = self._sign(name, expires)
         with self._lock:
-            self._results[name] = StoredResult(buffer.getvalue(), expires, signature)
+            self._results[name] = StoredResult(data, expires, signature)
         query = urllib.parse.urlencode(
             {"Expires": expires, "OSSAccessKeyId": "LTAI5tFakeAccessKeyId", "Signature": signature}
         )
@@ -487,11 +488,7 @@ def street_scene(width: int, height: int) -> Scene:
 
 
 def encode(image: Image.Image, kind: str = "JPEG", **options) -> bytes:
-    buffer = io.BytesIO()
-    if kind == "JPEG":
-        options = {"quality": 92, **options}
-    image.save(buffer, kind, **options)
-    return buffer.getvalue()
+    return pixels.encode(image, kind, **({"quality": 92, **options} if kind == "JPEG" else options))
 
 
 # --- pytest ---------------------------------------------------------------------------------------
@@ -518,7 +515,7 @@ def dashscope_fake(settings, dashscope_sleeps) -> Iterator[FakeDashScope]:
 def erase_people(photo: Photo | None = None) -> Image.Image:
     """One call through the site's DashScope client (pointed at the fake by `dashscope_fake`), closed
     afterwards: the model's edited frame. The photo is a 640×480 street scene unless given."""
-    from segmentation.images import accept_upload
+    from segmentation.intake import accept_upload
     from segmentation.providers.dashscope import DashScopeClient
 
     client = DashScopeClient()

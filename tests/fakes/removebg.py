@@ -33,6 +33,7 @@ from email.message import Message
 import numpy as np
 from PIL import Image, ImageDraw
 
+from segmentation.pixels import encode
 from tests.fakes import server
 from tests.fakes.server import AT_ONCE, Answer, FakeServer, Pacing, command_line, fixture, recorded_sleeps
 
@@ -471,24 +472,18 @@ def _encode_result(rgb: Image.Image, alpha: Image.Image, output_format: str) -> 
     buffer = io.BytesIO()
     if output_format == "zip":
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            archive.writestr("color.jpg", _encoded(rgb, "JPEG", quality=90))
-            archive.writestr("alpha.png", _encoded(alpha, "PNG", compress_level=1))
+            archive.writestr("color.jpg", encode(rgb, "JPEG", quality=90))
+            archive.writestr("alpha.png", encode(alpha, "PNG", compress_level=1))
         return "application/zip", buffer.getvalue()
     if output_format == "jpg":
         flat = Image.new("RGB", rgb.size, "white")
         flat.paste(rgb, mask=alpha)
-        return "image/jpeg", _encoded(flat, "JPEG", quality=90)
+        return "image/jpeg", encode(flat, "JPEG", quality=90)
     rgba = rgb.copy()
     rgba.putalpha(alpha)
     if output_format == "webp":
-        return "image/webp", _encoded(rgba, "WEBP", quality=90)
-    return "image/png", _encoded(rgba, "PNG", compress_level=1)
-
-
-def _encoded(image: Image.Image, kind: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, kind, **options)
-    return buffer.getvalue()
+        return "image/webp", encode(rgba, "WEBP", quality=90)
+    return "image/png", encode(rgba, "PNG", compress_level=1)
 
 
 def _error(status: int, title: str, code: str | None = None, detail: str | None = None) -> Answer:
@@ -516,9 +511,7 @@ def portrait(width: int, height: int, *, background: tuple[int, int, int] = (90,
 
 def jpeg(image: Image.Image, **options) -> bytes:
     """`image` as JPEG bytes (quality 90 unless given); options go to Pillow's save."""
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", **{"quality": 90, **options})
-    return buffer.getvalue()
+    return encode(image, "JPEG", **{"quality": 90, **options})
 
 
 # --- pytest ---------------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
-"""Intake, decoding and encoding of photos: everything that touches image bytes.
+"""Intake of photos: everything that decides whether an upload is a photo we take, and turns it
+into a `Photo`.
 
-Intake (`accept_upload`) decides by content, refuses what is not a photo we can handle before any
-pixels are decoded, and produces a `Photo`: metadata-free bytes plus the orientation to apply on
-decode. A plain JPEG keeps its compressed pixel stream untouched (its metadata segments are cut
-out at the byte level), so the common case costs one reduced decode, never a re-encode. Anything
-else — PNG, WebP, CMYK, a non-sRGB colour profile — is decoded once and rebuilt from its pixels.
+`accept_upload` decides by content and refuses what is not a photo we can handle before any
+pixels are decoded (size, signature, pixel count, a JPEG's structure), and produces a `Photo`:
+metadata-free bytes plus the orientation to apply on decode. A plain JPEG keeps its compressed
+pixel stream untouched (its metadata segments are cut out at the byte level), so the common case
+costs one reduced decode, never a re-encode. Anything else — PNG, WebP, CMYK, a non-sRGB colour
+profile — is decoded once, turned into sRGB and rebuilt from its pixels.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 import struct
@@ -18,8 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
-from PIL import Image, ImageCms, ImageDraw, ImageFile, ImageFont
+from django.utils.translation import gettext_noop
+from PIL import Image, ImageCms, ImageFile
+
+from segmentation.pixels import encode, encode_png
 
 # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; we refuse at the warning.
 # The filter is process-wide and installed at import, before any request thread exists.
@@ -27,7 +32,6 @@ warnings.simplefilter("error", Image.DecompressionBombWarning)
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP"}
-PREVIEW_MAX_PIXELS = 250_000
 # Intake decodes a reduced copy at about this long side: enough for every engine's first phase
 # and for the previews, cheap thanks to JPEG's DCT scaling (draft mode).
 WORKING_LONG_SIDE = 1536
@@ -68,6 +72,21 @@ class Photo:
     orientation: int = 1  # EXIF orientation still to apply to `data` on decode
     has_alpha: bool = False
     working: Image.Image | None = field(default=None, repr=False, compare=False)
+
+    def meta(self) -> dict:
+        """What a job keeps of the photo besides its bytes (the store's `Job.photo_meta`)."""
+        return {
+            "media_type": self.media_type,
+            "width": self.width,
+            "height": self.height,
+            "orientation": self.orientation,
+            "has_alpha": self.has_alpha,
+        }
+
+    @classmethod
+    def from_meta(cls, data: bytes, meta: dict) -> Photo:
+        """The photo a job stored: its bytes and `meta()`."""
+        return cls(data, **meta)
 
     @property
     def pixels(self) -> int:
@@ -142,14 +161,18 @@ def accept_upload(data: bytes) -> Photo:
         ) from exc
 
 
+def upload_limit() -> str:
+    """MAX_UPLOAD_BYTES for people, in their language's units."""
+    return filesizeformat(settings.MAX_UPLOAD_BYTES)
+
+
+# Django's own catalogue leaves these units in English for Chinese; ours translates them (the
+# project's catalogue comes first), so filesizeformat says 兆字节 rather than "MB".
+FILE_SIZE_UNITS = (gettext_noop("%s KB"), gettext_noop("%s MB"), gettext_noop("%s GB"))
+
+
 def too_large_message() -> str:
-    return _("This file is larger than %(limit)s. Please choose a smaller photo.") % {
-        "limit": human_bytes(settings.MAX_UPLOAD_BYTES)
-    }
-
-
-def human_bytes(count: int) -> str:
-    return f"{count / 1024 / 1024:.0f} MB" if count >= 1024 * 1024 else f"{count / 1024:.0f} KB"
+    return _("This file is larger than %(limit)s. Please choose a smaller photo.") % {"limit": upload_limit()}
 
 
 def _too_many_pixels_message(width: int, height: int) -> str:
@@ -306,12 +329,11 @@ def _fit(image: Image.Image, long_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.HAMMING, reducing_gap=3.0)
 
 
-def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
-    if image.width * image.height <= max_pixels:
-        return image
-    scale = (max_pixels / (image.width * image.height)) ** 0.5
-    size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+def encode_original(image: Image.Image) -> bytes:
+    """A rebuilt original: lossless PNG when it has transparency, else a high-quality JPEG."""
+    if image.mode == "RGBA":
+        return encode_png(image)
+    return encode(image, "JPEG", quality=95, optimize=False)
 
 
 # --- JPEG metadata, cut at the byte level ----------------------------------------------------------
@@ -411,111 +433,3 @@ def strip_jpeg_metadata(data: bytes) -> bytes:
         if marker == 0xDA or marker in _KEEP:
             out += data[start:end]
     raise ImageRejected(_("This photo is incomplete (the file ends too early). Please upload it again."))
-
-
-# --- Encoding ----------------------------------------------------------------------------------------
-
-
-def encode_original(image: Image.Image) -> bytes:
-    """A rebuilt original: lossless PNG when it has transparency, else a high-quality JPEG."""
-    buffer = io.BytesIO()
-    if image.mode == "RGBA":
-        image.save(buffer, "PNG", compress_level=1)
-    else:
-        image.save(buffer, "JPEG", quality=95, optimize=False)
-    return buffer.getvalue()
-
-
-def encode_png(image: Image.Image) -> bytes:
-    """Full-resolution cutouts: zlib level 1 is several times faster than the default for a few
-    percent more bytes, which matters at 12 MP and more."""
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
-    buffer = io.BytesIO()
-    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-# --- Previews ----------------------------------------------------------------------------------------
-
-WATERMARK_TEXT = "PREVIEW"
-
-
-def render_preview(image: Image.Image, label: str = "") -> bytes:
-    """The free preview: at most 0.25 MP, a watermark repeated across the whole frame (subject
-    included), encoded as WebP, which keeps transparency at a fraction of PNG's size."""
-    small = fit_pixels(image, PREVIEW_MAX_PIXELS)
-    base = small.convert("RGBA")
-    base.alpha_composite(_watermark_layer(base.size, label or WATERMARK_TEXT))
-    if small.mode != "RGBA":
-        base = base.convert("RGB")
-    buffer = io.BytesIO()
-    # Effort 2 of 6: half the time of 4 for 3% more bytes at the same quality.
-    base.save(buffer, "WEBP", quality=80, method=2)
-    return buffer.getvalue()
-
-
-def render_before(image: Image.Image) -> bytes:
-    """The visitor's own photo at preview size, for the before/after comparison."""
-    small = fit_pixels(image, PREVIEW_MAX_PIXELS)
-    buffer = io.BytesIO()
-    small.convert("RGB").save(buffer, "WEBP", quality=80, method=2)
-    return buffer.getvalue()
-
-
-@functools.lru_cache(maxsize=16)
-def _watermark_layer(size: tuple[int, int], text: str) -> Image.Image:
-    """The watermark for a preview of `size`. Drawing and rotating it costs more than the rest of a
-    preview; previews come in a few sizes (one per aspect ratio), so the last 16 (1 MB each) are
-    kept. Shared between threads: callers only read it."""
-    width, height = size
-    font_size = max(12, min(width, height) // 9)
-    font = ImageFont.load_default(size=font_size)
-    # Draw rows of text on a canvas large enough to cover the frame once rotated.
-    diagonal = int((width**2 + height**2) ** 0.5) + font_size * 2
-    tile = Image.new("RGBA", (diagonal, diagonal), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(tile)
-    line = ("  " + text + "  ") * (diagonal // max(1, font_size * len(text) // 2) + 2)
-    step = int(font_size * 2.2)
-    for row, y in enumerate(range(0, diagonal, step)):
-        offset = -(row % 2) * font_size * 2
-        draw.text(
-            (offset, y),
-            line,
-            font=font,
-            fill=(255, 255, 255, 120),
-            stroke_width=max(1, font_size // 14),
-            stroke_fill=(0, 0, 0, 90),
-        )
-    tile = tile.rotate(30, resample=Image.Resampling.BICUBIC)
-    left, top = (diagonal - width) // 2, (diagonal - height) // 2
-    return tile.crop((left, top, left + width, top + height))
-
-
-# --- Downloads -----------------------------------------------------------------------------------------
-
-NAMED_BACKGROUNDS = {"white": "FFFFFF", "blue": "438EDB", "red": "BE0000"}
-
-
-def parse_background(value: str | None) -> str | None:
-    """None for transparent, else an RRGGBB hex string; ValueError for anything else."""
-    if value is None or value == "" or value == "transparent":
-        return None
-    value = NAMED_BACKGROUNDS.get(value.lower(), value)
-    if len(value) == 6 and all(c in "0123456789abcdefABCDEF" for c in value):
-        return value.upper()
-    raise ValueError(value)
-
-
-def on_background(png: bytes, colour: str) -> bytes:
-    """A cutout flattened onto a solid colour, as a JPEG (quality 95)."""
-    with Image.open(io.BytesIO(png)) as im:
-        im.load()
-        cutout = im if im.mode == "RGBA" else im.convert("RGBA")
-        background = Image.new("RGB", cutout.size, "#" + colour)
-        background.paste(cutout, mask=cutout.getchannel("A"))  # no RGBA copy of the background
-    return encode_jpeg(background, quality=95)
