@@ -52,6 +52,15 @@ MESSAGES = {
         _("Choose transparent, white, blue, red, or a colour written as six hex digits like 438EDB."),
     ),
     "invalid_image": (_("We could not use that file"), "%(detail)s"),
+    "bad_id_background": (
+        _("Unknown background colour"),
+        _("Choose white, blue, red, the size's own colour, or a colour written as six hex digits like 438EDB."),
+    ),
+    "bad_layout": (_("Unknown layout"), _("Choose a single photo or a print sheet.")),
+    "bad_file_size": (
+        _("This file size cannot be made"),
+        _("Choose a limit between 20 KB and 5 MB, or a larger one: the photo keeps its size in pixels."),
+    ),
 }
 
 

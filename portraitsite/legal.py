@@ -20,7 +20,7 @@ PROVIDERS = {
     "removebg": {
         "name": "remove.bg",
         "company": "Kaleido AI GmbH",
-        "tool": _("background removal"),
+        "tool": _("background removal and ID photos"),
         "url": "https://www.remove.bg/privacy",
     },
     "dashscope": {

@@ -127,7 +127,7 @@ def start(token: str, photo: Photo) -> None:
     job.state, job.started_at = store.PROCESSING, time.time()
     store.save(job)
     try:
-        draft = engine_named(job.mode, job.engine).start(photo)
+        draft = engine_named(job.mode, job.engine, job.spec).start(photo)
         preview = previews.render_preview(draft.preview)
         before = previews.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
         job = store.get(token)
@@ -175,7 +175,9 @@ def finish(token: str, redemption: int) -> None:
         original = store.get_image(job, "original")
         if original is None:
             raise EngineError(_("This photo has expired. Please upload it again."), "original gone")
-        result = engine_named(job.mode, job.engine).finish(_photo_of(job, original), store.get_image(job, "carry"))
+        result = engine_named(job.mode, job.engine, job.spec).finish(
+            _photo_of(job, original), store.get_image(job, "carry")
+        )
         job = store.get(token)
         if not _waiting_for(job, redemption):
             _give_back(token, redemption, "")  # deleted, expired or timed out before delivery

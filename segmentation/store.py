@@ -45,7 +45,7 @@ class StoreFull(Exception):
 @dataclass
 class Job:
     token: str
-    mode: str  # "cutout" or "crowd"
+    mode: str  # "cutout", "crowd" or "idphoto"
     engine: str  # name of the engine that runs it
     created_at: float
     expires_at: float
@@ -60,6 +60,7 @@ class Job:
     delivery_started_at: float | None = None
     redemption: int | None = None  # the reserved use of a code while FINISHING
     result: dict = field(default_factory=dict)  # media_type, width, height once UNLOCKED
+    spec: str = ""  # the ID-photo size an idphoto job makes (segmentation.idphoto.specs)
 
     @property
     def expires_in(self) -> int:
@@ -86,7 +87,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
 
-def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: str = "en") -> Job:
+def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: str = "en", spec: str = "") -> Job:
     """Admit a job, or raise StoreFull. The original is stored with the job record."""
     growth = RESULT_BYTES_PER_PIXEL * photo_meta.get("width", 0) * photo_meta.get("height", 0) + PREVIEW_AND_STATE_BYTES
     backend = _cache()
@@ -98,11 +99,11 @@ def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: 
             backend.sweep()
             if not backend.room_for_entries(ENTRIES_PER_JOB):
                 raise StoreFull(retry_after=60)
-        job = _admit(mode, engine, photo_meta, original, language, growth)
+        job = _admit(mode, engine, photo_meta, original, language, growth, spec)
     return job
 
 
-def _admit(mode, engine, photo_meta, original, language, growth) -> Job:
+def _admit(mode, engine, photo_meta, original, language, growth, spec) -> Job:
     now = time.time()
     job = Job(
         token=new_token(),
@@ -112,6 +113,7 @@ def _admit(mode, engine, photo_meta, original, language, growth) -> Job:
         expires_at=now + settings.JOB_TTL_SECONDS,
         photo_meta=photo_meta,
         language=language,
+        spec=spec,
     )
     try:
         if hasattr(_cache(), "reserve"):

@@ -26,8 +26,12 @@ from portraitsite import ratelimit, usage
 from portraitsite.context_processors import minutes_rounded_up
 from portraitsite.errors import error_response
 from segmentation import intake, jobs, previews, store
-from segmentation.engines import engines_in_use
+from segmentation.engines import IDPHOTO, engines_in_use
 from segmentation.forms import UploadForm
+from segmentation.idphoto import downloads as idphoto_downloads
+from segmentation.idphoto.compose import copies_per_sheet
+from segmentation.idphoto.guide import guide, id_photo_backgrounds
+from segmentation.idphoto.specs import DEFAULT_SPEC, SPECS
 from segmentation.uploads import UploadTooLarge, body_too_large
 from unlock.forms import UnlockForm
 
@@ -77,14 +81,20 @@ def create_job(request: HttpRequest) -> HttpResponse:
                 return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
             photo = intake.accept_upload(upload.read())
     except intake.ImageRejected as rejected:
-        return _home(
-            request, UploadForm(initial={"mode": form.cleaned_data["mode"]}), rejected.message, rejected.status
-        )
+        initial = {"mode": form.cleaned_data["mode"], "spec": form.cleaned_data["spec"] or DEFAULT_SPEC}
+        return _home(request, UploadForm(initial=initial), rejected.message, rejected.status)
     finally:
         upload.close()
     mode = form.cleaned_data["mode"]
     try:
-        job = store.create(mode, engines_in_use()[mode], photo.meta(), photo.data, language=translation.get_language())
+        job = store.create(
+            mode,
+            engines_in_use()[mode],
+            photo.meta(),
+            photo.data,
+            language=translation.get_language(),
+            spec=form.cleaned_data["spec"],
+        )
     except store.StoreFull as full:
         logger.warning("Image store full; upload refused.")
         return error_response(request, 503, "busy", retry_after=full.retry_after)
@@ -176,6 +186,8 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         "custom_download_label": _("Download JPEG, background %(colour)s, %(w)s×%(h)s px")
         % dict(size, colour="{colour}"),
     }
+    if job.mode == IDPHOTO:
+        context.update(_id_photo_context(job))
     return render(request, "segmentation/job.html", context, status=status)
 
 
@@ -194,6 +206,21 @@ def _hd_unavailable_message() -> str:
         "The full-resolution service is unavailable at the moment, so no code can be used now. "
         "Please try again later: your preview stays here until the photo is deleted."
     )
+
+
+def _id_photo_context(job: store.Job) -> dict:
+    spec = SPECS[job.spec]
+    return {
+        "result_width": spec.width_px,
+        "result_height": spec.height_px,
+        "idphoto": {
+            "spec": spec,
+            "guide": guide(spec),
+            "backgrounds": id_photo_backgrounds(spec),
+            "copies": copies_per_sheet(spec),
+            "file_sizes": idphoto_downloads.FILE_SIZE_CHOICES_KB,
+        },
+    }
 
 
 @require_GET
@@ -326,6 +353,8 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     data = store.get_image(job, "result")
     if data is None:
         raise Http404("result gone")
+    if job.mode == IDPHOTO:
+        return _id_photo_download(request, job, data)
     media_type = job.result["media_type"]
     try:
         colour = previews.parse_background(request.GET.get("background"))
@@ -339,6 +368,20 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     extension = "png" if media_type == "image/png" else "jpg"
     name = f"{job.mode}-{job.result['width']}x{job.result['height']}.{extension}"
     response = _image_response(data, media_type)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def _id_photo_download(request: HttpRequest, job: store.Job, result: bytes) -> HttpResponse:
+    """The ID photo on its background, single or as a print sheet, optionally under a file size;
+    all from the one stored result (small: the spec's size), so no decoding slot is needed."""
+    spec = SPECS[job.spec]
+    try:
+        choice = idphoto_downloads.parse(request.GET, spec)
+        data, name = idphoto_downloads.render(result, spec, choice)
+    except idphoto_downloads.BadDownload as bad:
+        return error_response(request, 400, bad.reason)
+    response = _image_response(data, "image/jpeg")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

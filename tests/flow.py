@@ -9,10 +9,13 @@ from django.test import Client
 from segmentation import store
 
 
-def upload(client: Client, data: bytes, mode: str = "cutout", name: str = "photo.jpg", **extra):
+def upload(client: Client, data: bytes, mode: str = "cutout", name: str = "photo.jpg", spec: str = "", **extra):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    return client.post("/jobs/", {"mode": mode, "image": SimpleUploadedFile(name, data, "image/jpeg")}, **extra)
+    fields = {"mode": mode, "image": SimpleUploadedFile(name, data, "image/jpeg")}
+    if spec:
+        fields["spec"] = spec
+    return client.post("/jobs/", fields, **extra)
 
 
 def token_of(response) -> str:

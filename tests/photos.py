@@ -43,3 +43,16 @@ def gradient(width: int, height: int) -> Image.Image:
         axis=-1,
     )
     return Image.fromarray(rgb)
+
+
+def id_portrait(height: int = 1800, seed: int = 2) -> Image.Image:
+    """A photo an ID photo can be made from: the astronaut (head, shoulders, looking at the
+    camera) enlarged so her head is about 500 px high, on a plain light wall, with room above."""
+    rng = np.random.default_rng(seed)
+    width = height * 3 // 4
+    wall = np.full((height, width, 3), (205, 200, 190), np.float32) + rng.normal(0, 3, (height, width, 3))
+    scene = Image.fromarray(np.clip(wall, 0, 255).astype("uint8"))
+    side = height * 9 // 10
+    person = astronaut().resize((side, side), Image.Resampling.LANCZOS)
+    scene.paste(person, ((width - side) // 2, height - side))
+    return scene

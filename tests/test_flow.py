@@ -195,7 +195,7 @@ class TestPages:
 
     def test_health(self, client):
         health = health_details(client)
-        assert health["ok"] is True and health["engines"] == {"cutout": "local", "crowd": "local"}
+        assert health["ok"] is True and health["engines"] == {"cutout": "local", "crowd": "local", "idphoto": "local"}
         assert health["store"]["bytes_budget"] > 0
 
     def test_unknown_job_is_a_friendly_404(self, client):

@@ -29,7 +29,11 @@ def test_the_token_shows_the_details(client, token):
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is True and set(body) >= DETAILS
-    assert body["store"]["bytes_budget"] > 0 and body["engines"] == {"cutout": "local", "crowd": "local"}
+    assert body["store"]["bytes_budget"] > 0 and body["engines"] == {
+        "cutout": "local",
+        "crowd": "local",
+        "idphoto": "local",
+    }
     assert TOKEN not in response.content.decode()
 
 

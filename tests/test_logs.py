@@ -129,7 +129,7 @@ def test_an_engine_crash_is_logged_without_the_photo_bytes(client, console, monk
         def start(self, photo):
             raise ValueError(f"cannot segment {photo.data[:400]!r}")
 
-    monkeypatch.setattr(jobs, "engine_named", lambda mode, name: BrokenEngine())
+    monkeypatch.setattr(jobs, "engine_named", lambda mode, name, spec="": BrokenEngine())
     photo = photo_bytes()
     token = token_of(upload(client, photo))
     assert wait_ready(token).state == store.FAILED

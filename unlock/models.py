@@ -116,6 +116,7 @@ class Redemption(models.Model):
     class Tool(models.TextChoices):
         CUTOUT = "cutout", _("background removal")
         CROWD = "crowd", _("crowd removal")
+        IDPHOTO = "idphoto", _("ID photo")
 
     code = models.ForeignKey(UnlockCode, on_delete=models.CASCADE, related_name="redemptions", verbose_name=_("code"))
     created_at = models.DateTimeField(_("time"), default=timezone.now, editable=False)

@@ -12,10 +12,10 @@ from segmentation.engines.base import Draft, Engine, EngineError, Result
 
 __all__ = ["Draft", "Engine", "EngineError", "Result", "engine_named", "engines_in_use"]
 
-CUTOUT, CROWD = "cutout", "crowd"
+CUTOUT, CROWD, IDPHOTO = "cutout", "crowd", "idphoto"
 
 # (tool, engine name) → the class, imported only when a job needs it: the local engines load
-# OpenCV models, the provider engines need none.
+# OpenCV models, the provider engines need none. ID photos wrap the cutout engine (engine_named).
 ENGINES = {
     (CUTOUT, "local"): "segmentation.engines.local.LocalCutout",
     (CUTOUT, "removebg"): "segmentation.engines.removebg.RemoveBgCutout",
@@ -37,12 +37,16 @@ def _crowd_engine_name() -> str:
 
 
 def engines_in_use() -> dict[str, str]:
-    """tool → engine name, as configured now."""
-    return {CUTOUT: _cutout_engine_name(), CROWD: _crowd_engine_name()}
+    """tool → engine name, as configured now. ID photos are cut out by the cutout engine."""
+    return {CUTOUT: _cutout_engine_name(), CROWD: _crowd_engine_name(), IDPHOTO: _cutout_engine_name()}
 
 
-def engine_named(mode: str, name: str) -> Engine:
-    """The engine a job was started with."""
+def engine_named(mode: str, name: str, spec: str = "") -> Engine:
+    """The engine a job was started with; an ID-photo job's also needs its spec."""
+    if mode == IDPHOTO:
+        from segmentation.engines.idphoto import IdPhoto
+
+        return IdPhoto(engine_named(CUTOUT, name), spec, name)
     try:
         path = ENGINES[mode, name]
     except KeyError:

@@ -131,13 +131,14 @@
   function applyBackground() {
     var stage = document.getElementById("stage");
     var chip = document.getElementById("custom-chip");
+    var choice = document.querySelector("input[name=background][value=" + background + "]");
     if (chip) chip.style.backgroundColor = customColour;
     if (stage && stage.classList.contains("bg-none") === false) {
-      stage.className = "stage bg-" + background;
+      // An ID photo's swatches name their colour's class (its own background is "default").
+      stage.className = "stage bg-" + ((choice && choice.dataset.bg) || background);
       stage.style.backgroundColor = background === "custom" ? customColour : "";
     }
     var link = document.getElementById("download-link");
-    var choice = document.querySelector("input[name=background][value=" + background + "]");
     if (link && link.dataset.href && choice) {
       var value = background === "custom" ? hexOf(customColour) : background;
       link.href = link.dataset.href + (value === "transparent" ? "" : "?background=" + encodeURIComponent(value));
@@ -150,7 +151,11 @@
     if (!picker) return;
     var colour = document.getElementById("custom-colour");
     var customChoice = document.getElementById("bg-custom-choice");
-    colour.value = customColour;
+    if (colour) colour.value = customColour;
+    // A choice this picker does not offer (an ID photo has no "transparent") becomes its first.
+    if (!picker.querySelector("input[name=background][value='" + background + "']")) {
+      background = picker.querySelector("input[name=background]").value;
+    }
     Array.prototype.forEach.call(picker.querySelectorAll("input[name=background]"), function (radio) {
       radio.checked = radio.value === background;
       radio.addEventListener("change", function () {
@@ -160,12 +165,14 @@
         }
       });
     });
-    colour.addEventListener("input", function () {
-      customColour = colour.value;
-      background = "custom";
-      customChoice.checked = true;
-      applyBackground();
-    });
+    if (colour) {
+      colour.addEventListener("input", function () {
+        customColour = colour.value;
+        background = "custom";
+        customChoice.checked = true;
+        applyBackground();
+      });
+    }
     applyBackground();
   }
 

@@ -175,6 +175,11 @@
     request.send(new FormData(form));
   });
 
+  // Picking an ID photo size means the ID photo tool.
+  var spec = document.getElementById("id_spec");
+  var idPhoto = document.getElementById("id_mode_idphoto");
+  if (spec && idPhoto) spec.addEventListener("change", function () { idPhoto.checked = true; });
+
   // Coming back with the browser's back button may restore a chosen file: show it.
   if (input.files.length) take(input.files[0]);
 })();

@@ -122,6 +122,6 @@ def held_engine(monkeypatch) -> Iterator[HeldEngine]:
 
     held = HeldEngine()
     real = jobs.engine_named
-    monkeypatch.setattr(jobs, "engine_named", lambda mode, name: held.wrap(real(mode, name)))
+    monkeypatch.setattr(jobs, "engine_named", lambda mode, name, spec="": held.wrap(real(mode, name, spec)))
     yield held
     held.release.set()
