@@ -35,6 +35,10 @@ MESSAGES = {
         _("Slow down a little"),
         _("Too many requests from your connection. Please wait %(seconds)s seconds and try again."),
     ),
+    "too_slow": (
+        _("Your upload took too long"),
+        _("The photo did not arrive in time; the connection may be slow. Please try again."),
+    ),
     "busy": (
         _("We are busy right now"),
         _("Too many photos are being processed at the moment. Please try again in %(seconds)s seconds."),

@@ -108,6 +108,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "portraitsite.middleware.AdminAuthenticationMiddleware",
     "portraitsite.middleware.AdminMessageMiddleware",
+    # A body that missed REQUEST_BODY_DEADLINE_SECONDS (portraitsite.wsgi) is a 408, not a 500.
+    "portraitsite.bodydeadline.SlowBodyMiddleware",
 ]
 
 ROOT_URLCONF = "portraitsite.urls"
@@ -177,6 +179,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024  # the non-file fields (mode, code) are tiny
 # Multipart framing around the file (boundaries, part headers, the mode field) fits in 64 KiB.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# A request body must have arrived this many seconds after its request began, or the connection
+# is dropped (portraitsite.bodydeadline): without it a client trickling an upload holds a gunicorn
+# thread for ever. 60 s lets a 20 MB photo through at about 3 Mbit/s; behind nginx bodies arrive
+# whole and this never triggers.
+REQUEST_BODY_DEADLINE_SECONDS = _positive("REQUEST_BODY_DEADLINE_SECONDS", 60)
 
 # --- Processing --------------------------------------------------------------------------------
 JOB_WORKERS = _positive("JOB_WORKERS", 2)

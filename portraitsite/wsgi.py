@@ -2,7 +2,11 @@
 
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from portraitsite.bodydeadline import BodyDeadline
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portraitsite.settings")
-application = get_wsgi_application()
+# Every request body within REQUEST_BODY_DEADLINE_SECONDS, or the connection is dropped.
+application = BodyDeadline(get_wsgi_application(), settings.REQUEST_BODY_DEADLINE_SECONDS)
