@@ -39,6 +39,10 @@ MESSAGES = {
         _("Your upload took too long"),
         _("The photo did not arrive in time; the connection may be slow. Please try again."),
     ),
+    "unavailable": (
+        _("Temporarily unavailable"),
+        _("We cannot reach our storage at the moment. Please try again in %(seconds)s seconds."),
+    ),
     "busy": (
         _("We are busy right now"),
         _("Too many photos are being processed at the moment. Please try again in %(seconds)s seconds."),

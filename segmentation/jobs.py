@@ -25,6 +25,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from portraitsite import usage
+from portraitsite.outages import unreachable_service
 from segmentation import previews, store
 from segmentation.engines import EngineError, engine_named
 from segmentation.intake import Photo
@@ -76,8 +77,13 @@ class Pool:
             task, args = self._tasks.get()
             try:
                 task(*args)
-            except Exception:
-                logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
+            except Exception as exc:
+                if unreachable_service(exc):  # an outage, already answered 503 to the visitors
+                    logger.warning(
+                        "Job task %s stopped: the %s is unreachable.", task.__name__, unreachable_service(exc)
+                    )
+                else:
+                    logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
             finally:
                 close_old_connections()  # worker threads must not keep database connections open
                 with self._count_lock:
@@ -159,8 +165,20 @@ def _record_failure(token: str, message: str) -> None:
         store.fail(job, message)
 
 
-@in_visitors_language
 def finish(token: str, redemption: int) -> None:
+    """Phase two (`_finish`), and whatever stops it — the job store gone with the job in it — the
+    use goes back at once. Release is idempotent and never undoes a delivered (confirmed) use."""
+    try:
+        _finish(token, redemption)
+    except Exception:
+        from unlock.redemption import release
+
+        release(redemption)
+        raise
+
+
+@in_visitors_language
+def _finish(token: str, redemption: int) -> None:
     """Phase two: the full-resolution result, paid for by `redemption` (a reserved use of a code).
     Confirms it by delivering, or gives it back. The task acts only while the job is still waiting
     for this very redemption: a deadline may have given it back meanwhile, and the visitor may have
