@@ -7,13 +7,15 @@ full-resolution work it paid for failed, so a failure never costs the visitor th
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -75,6 +77,31 @@ def redeem(code: str, tool: str) -> int:
     return redemption.pk
 
 
+# Seconds between the attempts of a confirm or release that met an unreachable database: about
+# 30 s in all, which covers a restart or a fail-over. Both are idempotent, so an attempt whose
+# answer was lost with the connection is safe to repeat: it never gives or spends a use twice.
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
+
+
+def _retried(operation: Callable[[int], None]) -> Callable[[int], None]:
+    @functools.wraps(operation)
+    def attempt(redemption_id: int) -> None:
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return operation(redemption_id)
+            except (OperationalError, InterfaceError) as exc:
+                if delay is None:
+                    raise
+                logger.warning(
+                    "%s of a code use failed (%s); retrying in %ss.", operation.__name__, type(exc).__name__, delay
+                )
+                connection.close()  # the next attempt opens a new one
+                time.sleep(delay)
+
+    return attempt
+
+
+@_retried
 def release(redemption_id: int) -> None:
     """Give back the use a redemption reserved. Releasing twice (or an unknown id) does nothing."""
     code_id = Redemption.objects.filter(pk=redemption_id).values_list("code_id", flat=True).first()
@@ -89,6 +116,7 @@ def release(redemption_id: int) -> None:
             UnlockCode.objects.filter(pk=code_id, used__gt=0).update(used=F("used") - 1)
 
 
+@_retried
 def confirm(redemption_id: int) -> None:
     """The result this use paid for exists: it is delivered and can no longer be given back."""
     Redemption.objects.filter(pk=redemption_id).update(delivered=True)
