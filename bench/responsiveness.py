@@ -39,9 +39,9 @@ fake._server.serve_forever()
 """
 
 
-def start_fake(module: str, cls: str) -> tuple[subprocess.Popen, str, str]:
+def start_fake(module: str, cls: str, seconds: float = SLOW_SECONDS) -> tuple[subprocess.Popen, str, str]:
     process = subprocess.Popen(
-        [PYTHON, "-c", FAKE.format(module=module, cls=cls, seconds=SLOW_SECONDS)],
+        [PYTHON, "-c", FAKE.format(module=module, cls=cls, seconds=seconds)],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         stdout=subprocess.PIPE,

@@ -7,6 +7,9 @@ import pytest
 
 from portraitsite import health
 
+# /healthz asks the database whether it answers (portraitsite.outages).
+pytestmark = pytest.mark.django_db
+
 TOKEN = "a-long-random-healthz-token-for-tests-0123456789"
 DETAILS = {"store", "jobs_in_flight", "job_capacity", "engines"}
 

@@ -65,7 +65,9 @@ def test_postgres_stopped_around_redeem_confirm_and_release(cluster):
         assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
         assert "Temporarily unavailable" in refused.text
         health = visitor.request("GET", "/healthz", "health-down")
-        assert health.status_code == 503 and health.json() == {"ok": False, "unreachable": ["database"]}
+        assert (
+            health.status_code == 503 and health.json()["ok"] is False and health.json()["unreachable"] == ["database"]
+        )
         assert visitor.request("GET", f"/jobs/{token}/", "page-down", token).status_code == 200
         cluster.start()
         assert cluster.code_uses()[0] == (0, 0), "the code is intact"
