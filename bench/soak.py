@@ -7,11 +7,12 @@ fakes (tests/fakes/, processes of their own, answering after --provider-delay s)
 local. Job i starts at i × 15 min / 3,000 (later when the site is behind: visitors
 are a bounded set of threads), with a camera JPEG of 0.3, 0.8 or 2 MP, background removal and
 passer-by removal in turn. Of every ten jobs: three are unlocked, downloaded and deleted, two
-unlocked, downloaded and left to expire, two deleted unseen, three left to expire unseen.
+unlocked, downloaded and left to expire, two deleted unseen, three left to expire unseen. Bounded:
+at most --visitors jobs at once, and no job starts after --minutes (the figures say how many did).
 
 Checks, printed with their figures:
-- the worker's resident memory after warm-up (the first fifth of the run) grows < 10 % (median of
-  the last fifth against the median of the second fifth);
+- the worker's resident memory after warm-up (the first fifth of the jobs' time) grows < 10 %
+  (median of the last fifth against the median of the second fifth);
 - its thread count stays flat;
 - the store's bytes (/healthz) are back to zero once the last job has expired;
 - every code's uses are accounted for exactly: `used` equals the unlocks the visitors saw succeed,
@@ -137,7 +138,8 @@ def main() -> None:
                 flush=True,
             )
 
-            work: queue.Queue = queue.Queue()
+            # Bounded: a job waits for a free visitor, and none starts after the run's time is up.
+            work: queue.Queue = queue.Queue(maxsize=arguments.visitors)
             began = time.monotonic()
             stop = threading.Event()
             lock = threading.Lock()
@@ -173,8 +175,12 @@ def main() -> None:
                 thread.start()
             watcher = threading.Thread(target=monitor, daemon=True)
             watcher.start()
+            started = arguments.jobs
             for number in range(arguments.jobs):  # on schedule, or as soon as a visitor is free
                 time.sleep(max(0.0, began + number * duration / arguments.jobs - time.monotonic()))
+                if time.monotonic() - began > duration:
+                    started = number
+                    break
                 work.put(number)
             for _ in visitors:
                 work.put(None)
@@ -195,12 +201,14 @@ def main() -> None:
             fake.terminate()
             fake.wait()
 
-    fifth = len(samples) // 5
-    second, last = samples[fifth : 2 * fifth], samples[-fifth:]
+    during = [sample for sample in samples if sample[0] <= flows_done]  # not the wait for expiry
+    fifth = len(during) // 5
+    second, last = during[fifth : 2 * fifth], during[-fifth:]
     rss_after_warmup = statistics.median(s[1] for s in second)
     rss_at_end = statistics.median(s[1] for s in last)
     growth = rss_at_end / rss_after_warmup - 1
     threads_seen = [s[2] for s in samples[fifth:]]
+    rss_expired = samples[-1][1]
     total = recorder.requests
     checks = {
         "memory flat (growth < 10 %)": growth < 0.10,
@@ -210,14 +218,15 @@ def main() -> None:
         "no 500": recorder.count(500) == 0,
     }
     print(
-        f"\nsoak done: {sum(outcomes.values())} jobs in {flows_done / 60:.1f} min "
+        f"\nsoak done: {started} of {arguments.jobs} jobs started within {arguments.minutes:g} min; "
+        f"{sum(outcomes.values())} jobs in {flows_done / 60:.1f} min "
         f"({sum(outcomes.values()) / flows_done:.2f} jobs/s), store settled {settled:.0f} s later; {load_average()}"
     )
     print(f"  outcomes: {dict(outcomes)}")
     print(f"  requests: {total}, 503 share {recorder.count(503) / total:.1%}, 500s {recorder.count(500)}")
     print(
         f"  worker RSS: {mb(rss_after_warmup)} after warm-up, {mb(rss_at_end)} at the end ({growth:+.1%}), "
-        f"peak {mb(max(s[1] for s in samples))}"
+        f"peak {mb(max(s[1] for s in samples))}, {mb(rss_expired)} once every job had expired"
     )
     print(f"  threads: {min(threads_seen)}–{max(threads_seen)} after warm-up")
     print(f"  store bytes at the end: {stored}")

@@ -136,8 +136,6 @@ class Site:
         return self.manage("issue_codes", "--count", str(count), "--label", "benchmark").split()
 
     def start(self) -> Site:
-        import requests
-
         self.manage("migrate", "--noinput")
         self.process = subprocess.Popen(
             [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "portraitsite.wsgi"],
@@ -148,6 +146,15 @@ class Site:
             text=True,
         )
         threading.Thread(target=self._read_log, daemon=True).start()
+        try:
+            return self._wait_until_serving()
+        except BaseException:
+            self.stop()  # never leave a gunicorn behind
+            raise
+
+    def _wait_until_serving(self) -> Site:
+        import requests
+
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -156,10 +163,9 @@ class Site:
                 try:
                     if requests.get(self.url + "/healthz", timeout=5).ok:
                         return self
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # still starting, on a busy machine
                     pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError("gunicorn did not start:\n" + "\n".join(self.log[-20:]))
 
     def _read_log(self) -> None:
