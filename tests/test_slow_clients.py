@@ -2,8 +2,9 @@
 front of gunicorn, both started here on free loopback ports), and with gunicorn on its own.
 
 Behaviour tests with generous margins: the load is bounded in count and in time, and the one
-figure compared with a bound (the home page's 99th percentile under attack, < 200 ms) is about ten
-times what it is on an idle machine.
+figure compared with a bound (the home page's 99th percentile under attack, < 200 ms, or twice its
+p99 just before the attack on a machine busy with other work) is about ten times what it is on an
+idle machine.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from tests.test_scaleout import Gunicorn, site_environment
 
 SLOW_UPLOADERS = 50
 VISITOR_SECONDS = 10
+BASELINE_SECONDS = 5
+# The home page's p99 under attack must stay under 200 ms. On a machine other jobs keep busy the
+# page is slower than that with no attack at all, so the bar is then twice its p99 measured just
+# before the attack; without nginx's buffering the slow uploaders hold every request thread and
+# the home page does not answer for seconds, far above either.
+BAR = 0.2
 TRICKLE_EVERY = 2  # seconds between two pieces of a slow body: under nginx's 10 s, so they stay
 
 
@@ -58,6 +65,30 @@ def _wait_ready(port: int, location: str, source: str) -> str:
     raise AssertionError("the job never finished")
 
 
+def _visit_home(port: int, seconds: float) -> tuple[list[float], list[int]]:
+    """Four visitors, each from an address of its own, load the home page for `seconds`."""
+    latencies: list[float] = []
+    statuses: list[int] = []
+
+    def visit(source: str) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            try:
+                status, _, _, took = request(port, "GET", "/", source=source, timeout=15)
+            except OSError:  # no answer at all: a failure the test must see, not a lost thread
+                status, took = 0, time.perf_counter() - started
+            statuses.append(status)
+            latencies.append(took)
+
+    visitors = [threading.Thread(target=visit, args=(f"127.0.0.{2 + n}",)) for n in range(4)]
+    for visitor in visitors:
+        visitor.start()
+    for visitor in visitors:
+        visitor.join()
+    return latencies, statuses
+
+
 def _noise_png(megabytes: int) -> bytes:
     """A PNG that does not compress: about `megabytes` MB, within the pixel limit."""
     side = int((megabytes * 1024**2 / 3) ** 0.5)
@@ -71,6 +102,8 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
     large = _noise_png(18)
     assert 17 * 1024**2 < len(large) < 20 * 1024**2
     with nginx_in_front(f"127.0.0.1:{gunicorn.port}", tmp_path / "nginx") as nginx:
+        # The home page's own p99 on this machine right now, before the attack (see BAR below).
+        baseline = _visit_home(nginx.port, BASELINE_SECONDS)
         # Fifty visitors, each from an address of its own, open an upload and trickle its body.
         slow = [SlowUpload(nginx.port, f"127.0.0.{10 + number}") for number in range(SLOW_UPLOADERS)]
         stop = threading.Event()
@@ -79,21 +112,7 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
         try:
             time.sleep(TRICKLE_EVERY + 1)  # every slow body is under way
             # Meanwhile, four visitors load the home page as fast as they can.
-            latencies: list[float] = []
-            statuses: list[int] = []
-
-            def visit(source: str) -> None:
-                until = time.monotonic() + VISITOR_SECONDS
-                while time.monotonic() < until:
-                    status, _, _, seconds = request(nginx.port, "GET", "/", source=source)
-                    statuses.append(status)
-                    latencies.append(seconds)
-
-            visitors = [threading.Thread(target=visit, args=(f"127.0.0.{2 + n}",)) for n in range(4)]
-            for visitor in visitors:
-                visitor.start()
-            for visitor in visitors:
-                visitor.join()
+            latencies, statuses = _visit_home(nginx.port, VISITOR_SECONDS)
             body_files_during_uploads = nginx.temp_files()
             still_waiting = sum(not upload.answered(0) for upload in slow)
 
@@ -115,8 +134,11 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
         log = nginx.access_log()
 
     assert set(statuses) == {200}
-    p99 = percentile(latencies, 0.99)
-    assert p99 < 0.2, f"home page p99 {p99 * 1000:.0f} ms over {len(latencies)} requests"
+    p99, before = percentile(latencies, 0.99), percentile(baseline[0], 0.99)
+    bar = max(BAR, 2 * before)
+    assert p99 < bar, (
+        f"home page p99 {p99 * 1000:.0f} ms over {len(latencies)} requests ({before * 1000:.0f} ms before)"
+    )
     assert len(latencies) > 40
     assert '"ready"' in job
     assert body_files_during_uploads == []
@@ -180,7 +202,7 @@ def test_gunicorn_alone_drops_a_body_slower_than_its_deadline(tmp_path):
         slow = [SlowUpload(site.port) for _ in range(4)]
         for upload in slow:
             upload.trickle(100)
-        status, _, _, _ = request(site.port, "GET", "/healthz", timeout=5)
+        status, _, _, _ = request(site.port, "GET", "/healthz", timeout=20)
         assert status == 200
         assert not any(upload.answered(0) for upload in slow)
         deadline = time.monotonic() + 30
@@ -197,7 +219,7 @@ def test_gunicorn_alone_drops_a_body_slower_than_its_deadline(tmp_path):
         for upload in crowd:
             upload.close()
         body, content_type = multipart(encode(portrait_scene(640, 480), "JPEG", quality=90))
-        upload_status, _, _, _ = request(site.port, "POST", "/jobs/", body, content_type)
+        upload_status, _, _, _ = request(site.port, "POST", "/jobs/", body, content_type, timeout=120)
     finally:
         site.stop()
     assert all(answer == b"" or answer.startswith(b"HTTP/1.1 408") for answer in answers), answers
