@@ -51,9 +51,9 @@ def test_postgres_stopped_around_redeem_confirm_and_release(cluster):
     codes = manage(env, "issue_codes", "--count", "3", "--label", "postgres outage").split()
     small = encode(portrait_scene(800, 600), "JPEG", quality=90)
     large = encode(portrait_scene(3200, 2400), "JPEG", quality=90)  # its full result takes seconds
-    site = Gunicorn(env)
+    site = Gunicorn(env, workers=1)
     try:
-        site.wait_until_serving(workers=1)
+        site.wait_until_serving()
         visitor = Visitor(site)
 
         # Redeem: the database is down when the code is entered.

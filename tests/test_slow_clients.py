@@ -39,9 +39,9 @@ def gunicorn(tmp_path_factory) -> Iterator[Gunicorn]:
     """The site as deployed on one host: gunicorn with its 8 request threads, the in-memory store."""
     directory = tmp_path_factory.mktemp("site")
     env = site_environment(f"sqlite:///{directory / 'codes.sqlite3'}", "locmemcache://slow-clients")
-    site = Gunicorn(env)
+    site = Gunicorn(env, workers=1)
     try:
-        site.wait_until_serving(workers=1)
+        site.wait_until_serving()
         yield site
     finally:
         site.stop()
@@ -195,9 +195,9 @@ def test_gunicorn_alone_drops_a_body_slower_than_its_deadline(tmp_path):
     env = site_environment(
         f"sqlite:///{tmp_path / 'codes.sqlite3'}", "locmemcache://slow-body", REQUEST_BODY_DEADLINE_SECONDS="3"
     )
-    site = Gunicorn(env)
+    site = Gunicorn(env, workers=1)
     try:
-        site.wait_until_serving(workers=1)
+        site.wait_until_serving()
         # Four slow bodies: half the request threads are held, and the site answers meanwhile.
         slow = [SlowUpload(site.port) for _ in range(4)]
         for upload in slow:
