@@ -117,6 +117,9 @@ class Site:
             WEB_CONCURRENCY=str(workers),
             BACKGROUND_ENGINE="local",
             CROWD_ENGINE="local",
+            # A benchmark is one client holding many jobs: the per-client share would refuse it.
+            CLIENT_LIVE_JOBS="0",
+            CLIENT_STORE_PERCENT="0",
             PYTHONPATH=str(ROOT),
         )
         self.env.update(environment)

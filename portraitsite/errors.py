@@ -2,9 +2,15 @@
 
 Views and middleware call `error_response`; Django's own handlers (400/403/404/500) are routed here
 from portraitsite.urls, so an unexpected error looks like every other page of the site.
+
+A 503 is the site protecting itself (busy decoders, a full pool or store), not a fault: Django
+would log each one at ERROR, and an error email per refusal during a flood is mail work inside
+every refused request. It is logged here instead, as one WARNING a minute at most per process.
 """
 
 import logging
+import threading
+import time
 
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
@@ -42,6 +48,20 @@ MESSAGES = {
     "unavailable": (
         _("Temporarily unavailable"),
         _("We cannot reach our storage at the moment. Please try again in %(seconds)s seconds."),
+    ),
+    "too_many_jobs": (
+        _("You have several photos here already"),
+        _(
+            "Each connection can keep only a few photos at a time. Delete one you no longer need, or "
+            "try again in %(minutes)s minutes, when the oldest is deleted."
+        ),
+    ),
+    "too_many_downloads": (
+        _("Please wait a moment"),
+        _(
+            "This image was just downloaded on a coloured background several times. Please wait %(seconds)s "
+            "seconds and try again."
+        ),
     ),
     "busy": (
         _("We are busy right now"),
@@ -82,7 +102,8 @@ def error_response(
     limit: str = "",
 ) -> HttpResponse:
     title, message = MESSAGES[reason]
-    message = str(message) % {"seconds": retry_after or 0, "detail": detail, "limit": limit}
+    seconds = retry_after or 0
+    message = str(message) % {"seconds": seconds, "minutes": (seconds + 59) // 60, "detail": detail, "limit": limit}
     html = render_to_string(
         "errors/error.html",
         {"status": status, "title": title, "message": message, "reason": reason},
@@ -92,7 +113,26 @@ def error_response(
     response["Cache-Control"] = "no-store"
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
+    if status == 503:
+        _note_refusal(reason)
+        response._has_been_logged = True  # Django's log_response would log it at ERROR
     return response
+
+
+REFUSAL_NOTE_SECONDS = 60
+_refusals = {"count": 0, "noted_at": 0.0}
+_refusals_lock = threading.Lock()
+
+
+def _note_refusal(reason: str) -> None:
+    """One WARNING per REFUSAL_NOTE_SECONDS per process, counting the 503s it stands for."""
+    with _refusals_lock:
+        _refusals["count"] += 1
+        now = time.monotonic()
+        if _refusals["noted_at"] and now - _refusals["noted_at"] < REFUSAL_NOTE_SECONDS:
+            return
+        count, _refusals["count"], _refusals["noted_at"] = _refusals["count"], 0, now
+    logger.warning("Answered 503 (%s); %s refusals since the last note.", reason, count)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -55,7 +55,9 @@ def facts() -> dict:
         else None,
         # Only the per-connection limits look at the address (the per-photo one keys on the photo);
         # each is off at 0, and the page names only those that count.
-        "counts_uploads": settings.UPLOADS_PER_MINUTE > 0,
+        "counts_uploads": settings.UPLOADS_PER_MINUTE > 0 or (bool(providers) and settings.PAID_UPLOADS_PER_MINUTE > 0),
+        # segmentation.quota: per connection, as long as its photos are kept.
+        "counts_photos_held": settings.CLIENT_LIVE_JOBS > 0 or settings.CLIENT_STORE_PERCENT > 0,
         "counts_unlock_failures": settings.UNLOCK_FAILURES_PER_MINUTE > 0,
         "error_emails": bool(settings.ADMINS),
         "site_name": settings.SITE_NAME,

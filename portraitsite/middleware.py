@@ -15,6 +15,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 
+from portraitsite import ratelimit
 from portraitsite.errors import error_response
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,17 @@ class AdminMessageMiddleware(MessageMiddleware):
         if hasattr(request, "_messages"):
             return super().process_response(request, response)
         return response
+
+
+class ForwardingWatchMiddleware:
+    """Notices a reverse proxy that TRUSTED_PROXIES does not declare (portraitsite.ratelimit)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        ratelimit.watch_forwarding(request)
+        return self.get_response(request)
 
 
 class CookieLeak(ImproperlyConfigured):

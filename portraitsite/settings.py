@@ -14,7 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# File-aware: any variable can instead be given as NAME_FILE, the path of a file holding the value
+# (Docker and systemd credentials), so secrets need not sit in the environment.
+env = environ.FileAwareEnv()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -97,6 +99,7 @@ MIDDLEWARE = [
     # response gets X-Frame-Options, not only those that reach a view.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portraitsite.middleware.NoVisitorCookiesMiddleware",
+    "portraitsite.middleware.ForwardingWatchMiddleware",
     "portraitsite.middleware.HeadersMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -247,6 +250,18 @@ if CROWD_ENGINE == "dashscope" and not DASHSCOPE_API_KEY:
 UPLOADS_PER_MINUTE = _positive("UPLOADS_PER_MINUTE", 10, minimum=0)
 UNLOCK_FAILURES_PER_MINUTE = _positive("UNLOCK_FAILURES_PER_MINUTE", 10, minimum=0)
 UNLOCK_FAILURES_PER_JOB = 5  # per job per 10 minutes: a token cannot be used to brute-force codes
+# Uploads a minute per client when a paid provider serves them (each is a billed call).
+PAID_UPLOADS_PER_MINUTE = _positive("PAID_UPLOADS_PER_MINUTE", 4, minimum=0)
+# Billed calls per provider and hour, for the whole site (shared through the job cache); beyond
+# it the embedded engine serves uploads.
+PROVIDER_CALLS_PER_HOUR = _positive("PROVIDER_CALLS_PER_HOUR", 0, minimum=0)
+# What one client may hold in the job store at a time: live jobs, and a share of the budget.
+CLIENT_LIVE_JOBS = _positive("CLIENT_LIVE_JOBS", 5, minimum=0)
+CLIENT_STORE_PERCENT = _positive("CLIENT_STORE_PERCENT", 10, minimum=0)
+if CLIENT_STORE_PERCENT > 100:
+    raise ImproperlyConfigured("CLIENT_STORE_PERCENT is a percentage of IMAGE_STORE_MAX_BYTES: at most 100.")
+# Downloads on a coloured background a minute per job: each decodes the whole result.
+BACKGROUND_DOWNLOADS_PER_MINUTE = _positive("BACKGROUND_DOWNLOADS_PER_MINUTE", 6, minimum=0)
 TRUSTED_PROXIES = _positive("TRUSTED_PROXIES", 0, minimum=0)
 
 # --- No cookies for visitors -----------------------------------------------------------------------

@@ -91,10 +91,6 @@ class SweepingLocMemCache(LocMemCache):
         with self._lock:
             return sum(self._sizes.values())
 
-    def entry_count(self) -> int:
-        with self._lock:
-            return len(self._cache)
-
     def sweep(self) -> int:
         """Remove every expired entry now; return how many went."""
         self._last_sweep = time.time()

@@ -1,9 +1,10 @@
 """Running jobs: a bounded worker pool inside the web process, and the two phases of a job.
 
 Phase one (`start`) runs the engine's start() at upload and stores the watermarked preview.
-Phase two (`finish`) runs after the visitor's code has been reserved; it stores the
-full-resolution result and confirms the unlock, or gives the code back if anything fails, so a
-failure never costs a visitor their code.
+Phase two (`finish`) runs after `begin_unlock` has reserved a use of the visitor's code; it stores
+the full-resolution result and confirms the use, or gives the code back if anything fails, so a
+failure never costs a visitor their code. `get` is the job as pages and workers see it: a job stuck
+past JOB_DEADLINE_SECONDS in either phase is failed (or given its code back) there.
 
 The pool is per process. With the Redis store a job still runs in the process that accepted it,
 and any process can serve its pages, because all state lives in the store.
@@ -24,11 +25,30 @@ from django.db import close_old_connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from portraitsite import usage
+from portraitsite import ratelimit, usage
 from portraitsite.outages import unreachable_service
-from segmentation import previews, store
-from segmentation.engines import EngineError, engine_named
+from segmentation import previews, quota, store
+from segmentation.engines import EngineError, engine_named, engines_in_use
 from segmentation.intake import Photo
+from segmentation.quota import ClientFull
+from segmentation.store import StoreFull
+from unlock.redemption import CodeRejected, confirm, redeem, release
+
+__all__ = [
+    "ClientFull",
+    "CodeRejected",
+    "JobGone",
+    "PoolFull",
+    "SlowDown",
+    "StoreFull",
+    "begin_unlock",
+    "create",
+    "delete",
+    "finish",
+    "get",
+    "pool",
+    "start",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +105,15 @@ class Pool:
                 else:
                     logger.exception("Job task %s crashed.", getattr(task, "__name__", task))
             finally:
-                close_old_connections()  # worker threads must not keep database connections open
                 with self._count_lock:
                     self._in_flight -= 1
                 self._slots.release()
+            # Worker threads must not keep database connections open. Failing to close one must
+            # not end the thread: the pool would be a worker short for the life of the process.
+            try:
+                close_old_connections()
+            except Exception as exc:
+                logger.warning("Job worker could not close its database connection: %s", type(exc).__name__)
 
     @property
     def in_flight(self) -> int:
@@ -107,6 +132,183 @@ def pool() -> Pool:
         return _pool
 
 
+class PoolFull(Exception):
+    """Every worker is busy and the queue is full: nothing was started, nothing was spent."""
+
+    retry_after = 30
+
+
+class SlowDown(Exception):
+    """This client sent more uploads for a paid provider than PAID_UPLOADS_PER_MINUTE."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"paid uploads limited, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class JobGone(Exception):
+    """The job expired or was deleted while it was being unlocked."""
+
+
+# Room reserved in the store before it is used (segmentation.store.reserve). The full-resolution
+# result is an RGBA PNG, at worst uncompressed. Phase one stores two WebP previews of at most
+# 0.25 MP (tens of kB each) and the engine's carry: a matte or a patch at the working size
+# (hundreds of kB), or remove.bg's full result with REMOVEBG_FULL_RESULT=upfront.
+RESULT_BYTES_PER_PIXEL = 4
+PHASE_ONE_BYTES = 2 * 1024**2
+
+
+def result_bytes(photo_meta: dict) -> int:
+    """The most a full-resolution result of this photo can take in the store."""
+    return RESULT_BYTES_PER_PIXEL * photo_meta.get("width", 0) * photo_meta.get("height", 0)
+
+
+def phase_one_bytes(engine: str, photo_meta: dict) -> int:
+    if engine == "removebg" and settings.REMOVEBG_FULL_RESULT == "upfront":
+        return PHASE_ONE_BYTES + result_bytes(photo_meta)  # its carry is the full result
+    return PHASE_ONE_BYTES
+
+
+# Every upload a paid provider serves is one billed call (the unlock's call is paid by a code).
+PROVIDER_SCOPE, PROVIDER_WINDOW = "provider-calls", 3600
+PAID_UPLOAD_SCOPE = "paid-upload"
+
+
+def _engine_for_upload(mode: str, client: str) -> tuple[str, str]:
+    """The engine that serves this upload, and a note for the visitor about it. Past a paid
+    provider's PROVIDER_CALLS_PER_HOUR the embedded engine serves: a result now is better for the
+    visitor than a busy page, and the bill has a ceiling. Raises SlowDown past the client's
+    PAID_UPLOADS_PER_MINUTE."""
+    engine = engines_in_use()[mode]
+    if engine == "local":
+        return engine, ""
+    ceiling = settings.PROVIDER_CALLS_PER_HOUR
+    if not ratelimit.check(PROVIDER_SCOPE, engine, ceiling, PROVIDER_WINDOW).allowed:
+        logger.warning("%s reached PROVIDER_CALLS_PER_HOUR=%s; the local engine serves uploads.", engine, ceiling)
+        return "local", _(
+            "Our external service has reached its limit for this hour, so the site's own engine made this preview."
+        )
+    verdict = ratelimit.hit(PAID_UPLOAD_SCOPE, client, settings.PAID_UPLOADS_PER_MINUTE)
+    if not verdict.allowed:
+        raise SlowDown(verdict.retry_after)
+    return engine, ""
+
+
+def create(mode: str, photo: Photo, *, client: str, language: str = "en", spec: str = "") -> store.Job:
+    """Admit an upload of `client` (a keyed hash, portraitsite.ratelimit.client_key) and queue its
+    phase one. Raises SlowDown (too many paid uploads from this client), ClientFull (the client
+    holds its share of the store), StoreFull or PoolFull; then nothing of the photo is kept."""
+    engine, note = _engine_for_upload(mode, client)
+    meta = photo.meta()
+    growth = phase_one_bytes(engine, meta)
+    now = time.time()
+    expires_at = now + settings.JOB_TTL_SECONDS
+    quota.admit(client, len(photo.data) + growth, expires_at)
+    try:
+        job = store.create(mode, engine, meta, photo.data, growth=growth, language=language, now=now, spec=spec)
+    except BaseException:
+        quota.forget(client, expires_at)
+        raise
+    if note:
+        job.note = note
+        store.save(job)
+    if not pool().submit(start, job.token, photo):
+        delete(job.token, client)
+        raise PoolFull
+    if engine != "local" and settings.PROVIDER_CALLS_PER_HOUR:
+        ratelimit.record(PROVIDER_SCOPE, engine, PROVIDER_WINDOW)
+    return job
+
+
+def delete(token: str, client: str) -> None:
+    """The visitor's "Delete now": the job and its images go at once, and its client's slot too."""
+    job = store.get(token)
+    store.delete(token)
+    if job is not None:
+        quota.forget(client, job.expires_at)
+
+
+def get(token: str) -> store.Job | None:
+    """The job, or None when unknown or expired. A job stuck past JOB_DEADLINE_SECONDS in either
+    phase is turned failed (or back to locked, its code given back) here, whichever process serves
+    the request: its worker may be gone with the process that ran it."""
+    job = store.get(token)
+    return _enforce_deadline(job) if job is not None else None
+
+
+def _enforce_deadline(job: store.Job) -> store.Job:
+    deadline = settings.JOB_DEADLINE_SECONDS
+    now = time.time()
+    # A queued job whose process died (a restart, a redeploy) would otherwise wait forever.
+    stuck_since = (
+        job.started_at if job.state == store.PROCESSING else job.created_at if job.state == store.QUEUED else None
+    )
+    if stuck_since and now - stuck_since > deadline:
+        logger.warning("Job stuck %s for over %ss; marked failed.", job.state, deadline)
+        store.fail(job, _("Processing took too long and was stopped. Please try again."))
+    elif job.delivery == store.FINISHING and job.delivery_started_at and now - job.delivery_started_at > deadline:
+        if job.redemption is not None and not release(job.redemption):
+            return job  # confirmed a moment ago: the worker is saving the delivered result
+        store.drop_reservation(job, store.RESULT)
+        job.delivery, job.redemption = store.LOCKED, None
+        job.delivery_error = _(
+            "Preparing the full-resolution image took too long. Your code was not used; please try again."
+        )
+        logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
+        store.save(job)
+    return job
+
+
+# One unlock at a time per job, across threads and processes: two codes entered at once must not
+# both be spent on the same photo. The flag lives as long as one redemption can take at most.
+UNLOCKING, UNLOCKING_SECONDS = "unlocking", 30
+
+
+def begin_unlock(job: store.Job, code: str) -> None:
+    """Spend one use of `code` on the job's full-resolution result and queue the work (`finish`).
+
+    Room for the result is reserved in the store here, not at upload: most jobs are never
+    unlocked. Spends nothing when the job is already unlocked or being unlocked (another tab, or
+    another code entered at the same moment). Raises CodeRejected when the code cannot pay,
+    StoreFull when there is no room for the result, PoolFull when no worker can take the work,
+    JobGone when the job vanished meanwhile; in every one of those cases the code keeps its use."""
+    flagged = job
+    if not store.claim_flag(flagged, UNLOCKING, UNLOCKING_SECONDS):
+        return
+    try:
+        job = get(job.token)  # again, under the flag: another tab may have just unlocked it
+        if job is None:
+            raise JobGone
+        if job.delivery != store.LOCKED:
+            return
+        store.reserve(job, store.RESULT, result_bytes(job.photo_meta))
+        try:
+            redemption = redeem(code, tool=job.mode)
+        except BaseException:
+            store.drop_reservation(job, store.RESULT)
+            raise
+        try:
+            _start_finishing(job, redemption)
+        except BaseException:
+            release(redemption)  # a store that refused the write must not cost the visitor their code
+            store.drop_reservation(job, store.RESULT)
+            raise
+    finally:
+        store.drop_flag(flagged, UNLOCKING)
+
+
+def _start_finishing(job: store.Job, redemption: int) -> None:
+    """Hand the reserved use's work to the pool; the caller gives the use back if this raises."""
+    job.delivery, job.redemption, job.delivery_error = store.FINISHING, redemption, ""
+    job.delivery_started_at = time.time()
+    if not store.save(job):
+        raise JobGone
+    if not pool().submit(finish, job.token, redemption):
+        job.delivery, job.redemption = store.LOCKED, None
+        store.save(job)
+        raise PoolFull
+
+
 def _photo_of(job: store.Job, original: bytes) -> Photo:
     return Photo.from_meta(original, job.photo_meta)
 
@@ -116,7 +318,7 @@ def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
 
     @functools.wraps(task)
     def run(token: str, *args) -> None:
-        job = store.get(token)
+        job = get(token)
         # What a provider bills during the phase is counted under the job's tool.
         with translation.override(job.language if job else None), usage.working_for(job.mode if job else ""):
             task(token, *args)
@@ -127,7 +329,7 @@ def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
 @in_visitors_language
 def start(token: str, photo: Photo) -> None:
     """Phase one: the engine's first pass, the previews, and the job marked ready or failed."""
-    job = store.get(token)
+    job = get(token)
     if job is None or job.state != store.QUEUED:
         return
     job.state, job.started_at = store.PROCESSING, time.time()
@@ -136,7 +338,7 @@ def start(token: str, photo: Photo) -> None:
         draft = engine_named(job.mode, job.engine, job.spec).start(photo)
         preview = previews.render_preview(draft.preview)
         before = previews.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
-        job = store.get(token)
+        job = get(token)
         if job is None or job.state != store.PROCESSING:
             return  # deleted, expired or timed out meanwhile: keep nothing
         # A store that refuses a write (Redis at maxmemory) fails the job now, not at the deadline.
@@ -145,8 +347,9 @@ def start(token: str, photo: Photo) -> None:
         if draft.carry is not None:
             store.put_image(job, "carry", draft.carry)
         usage.count(job.mode, usage.PREVIEWS)  # made (and paid for), whether or not it is still wanted
-        job.state, job.note = store.READY, draft.note
+        job.state, job.note = store.READY, " ".join(filter(None, (job.note, draft.note)))
         store.save(job)  # a delete that raced with the writes above purges them here
+        store.drop_reservation(job, store.UPLOAD)  # all that phase one stores is stored
     except EngineError as exc:
         logger.warning(
             "Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message
@@ -160,7 +363,7 @@ def start(token: str, photo: Photo) -> None:
 
 
 def _record_failure(token: str, message: str) -> None:
-    job = store.get(token)
+    job = get(token)
     if job is not None and job.state == store.PROCESSING:
         store.fail(job, message)
 
@@ -183,7 +386,7 @@ def _finish(token: str, redemption: int) -> None:
     Confirms it by delivering, or gives it back. The task acts only while the job is still waiting
     for this very redemption: a deadline may have given it back meanwhile, and the visitor may have
     unlocked again with another code."""
-    job = store.get(token)
+    job = get(token)
     if not _waiting_for(job, redemption):
         _give_back(token, redemption, "")
         return
@@ -196,7 +399,7 @@ def _finish(token: str, redemption: int) -> None:
         result = engine_named(job.mode, job.engine, job.spec).finish(
             _photo_of(job, original), store.get_image(job, "carry")
         )
-        job = store.get(token)
+        job = get(token)
         if not _waiting_for(job, redemption):
             _give_back(token, redemption, "")  # deleted, expired or timed out before delivery
             return
@@ -211,17 +414,20 @@ def _finish(token: str, redemption: int) -> None:
         usage.failed(job.mode, "unlock_crash")
         _give_back(token, redemption, _("Something went wrong while preparing the full-resolution image."))
         return
+    # Confirm first, then deliver: the use is spent only if it was still reserved for this job. A
+    # deadline that gave it back meanwhile (another request, another process) wins: the result is
+    # dropped and the job stays as the deadline left it, so no result is ever free.
+    store.drop_reservation(job, store.RESULT)  # the result is stored, at its real size
+    if not confirm(redemption):
+        store.delete_image(job, "result")
+        return
     store.delete_image(job, "carry")  # no longer needed; frees RAM for other visitors
-    # The reservation is now a delivered use; the job forgets which redemption paid for it.
+    # The reservation is now a delivered use; the job forgets which redemption paid for it. (A
+    # visitor who presses "Delete now" in the instant between the two lines has spent the use.)
     job.delivery, job.delivery_error, job.redemption = store.UNLOCKED, "", None
     job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
-    if store.save(job):
-        from unlock.redemption import confirm
-
-        confirm(redemption)
-        usage.count(job.mode, usage.UNLOCKS)
-    else:
-        _give_back(token, redemption, "")  # deleted at the last moment: nothing was delivered
+    store.save(job)
+    usage.count(job.mode, usage.UNLOCKS)
 
 
 def _waiting_for(job: store.Job | None, redemption: int) -> bool:
@@ -231,11 +437,10 @@ def _waiting_for(job: store.Job | None, redemption: int) -> bool:
 def _give_back(token: str, redemption: int, message: str) -> None:
     """The full result could not be delivered: the code's use returns, the visitor is told.
     Releasing is idempotent, so a use the deadline already gave back is not given twice."""
-    from unlock.redemption import release
-
     release(redemption)
-    job = store.get(token)
+    job = get(token)
     if _waiting_for(job, redemption):
+        store.drop_reservation(job, store.RESULT)
         job.delivery, job.redemption = store.LOCKED, None
         job.delivery_error = message + " " + _("Your code was not used; you can try again.")
         store.save(job)

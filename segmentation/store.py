@@ -7,7 +7,6 @@ timeout: when the job expires, all of it expires together. The token is the only
 
 from __future__ import annotations
 
-import logging
 import secrets
 import threading
 import time
@@ -18,19 +17,20 @@ from django.core.cache import caches
 
 from segmentation import cache
 
-logger = logging.getLogger(__name__)
-
 QUEUED, PROCESSING, READY, FAILED = "queued", "processing", "ready", "failed"
 # The second phase, after a code has been reserved: the full-resolution result is being made.
 LOCKED, FINISHING, UNLOCKED = "locked", "finishing", "unlocked"
 
 IMAGES = ("original", "before", "preview", "carry", "result")
-# What a job may still add after its upload, reserved at admission and drawn down as it is stored:
-# the full-resolution result (an RGBA PNG, at worst uncompressed) plus previews and engine state.
-RESULT_BYTES_PER_PIXEL = 4
-PREVIEW_AND_STATE_BYTES = 2 * 1024**2
-# Entries a job can occupy at most: record, images, reservation, tombstone, unlocking guard.
-ENTRIES_PER_JOB = len(IMAGES) + 4
+# Room a job will need is reserved before it is used and drawn down as images are stored, in two
+# steps: at upload what phase one stores (previews and carry), when a code is spent the
+# full-resolution result. Most jobs are never unlocked, so their result's room is never taken:
+# reserving it at upload let one client hold the whole budget with cheap large-pixel uploads.
+UPLOAD, RESULT = "upload", "result"
+_RESERVATION = {UPLOAD: "reserved", RESULT: "reserved-result"}
+# Entries a job can occupy at most: record, images, two reservations, tombstone, unlocking guard,
+# and its client's ledger (segmentation.quota).
+ENTRIES_PER_JOB = len(IMAGES) + 6
 _admission = threading.Lock()
 
 
@@ -79,7 +79,7 @@ def _cache():
     return caches[settings.JOB_CACHE_ALIAS]
 
 
-def _image_key(token: str, name: str) -> str:
+def _entry_key(token: str, name: str) -> str:
     return f"{token}:{name}"
 
 
@@ -87,9 +87,19 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits
 
 
-def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: str = "en", spec: str = "") -> Job:
-    """Admit a job, or raise StoreFull. The original is stored with the job record."""
-    growth = RESULT_BYTES_PER_PIXEL * photo_meta.get("width", 0) * photo_meta.get("height", 0) + PREVIEW_AND_STATE_BYTES
+def create(
+    mode: str,
+    engine: str,
+    photo_meta: dict,
+    original: bytes,
+    *,
+    growth: int = 0,
+    language: str = "en",
+    now: float | None = None,
+    spec: str = "",
+) -> Job:
+    """Admit a job, or raise StoreFull. The original is stored with the job record, and `growth`
+    bytes (what phase one will store) are reserved for it."""
     backend = _cache()
     with _admission:  # one admission at a time in this process: no two can take the same room
         used, budget = usage()
@@ -99,12 +109,27 @@ def create(mode: str, engine: str, photo_meta: dict, original: bytes, language: 
             backend.sweep()
             if not backend.room_for_entries(ENTRIES_PER_JOB):
                 raise StoreFull(retry_after=60)
-        job = _admit(mode, engine, photo_meta, original, language, growth, spec)
+        job = _admit(mode, engine, photo_meta, original, language, growth, time.time() if now is None else now, spec)
     return job
 
 
-def _admit(mode, engine, photo_meta, original, language, growth, spec) -> Job:
-    now = time.time()
+def reserve(job: Job, step: str, nbytes: int) -> None:
+    """Reserve room for what `step` (RESULT) will store, or raise StoreFull and reserve nothing."""
+    backend = _cache()
+    with _admission:
+        used, budget = usage()
+        if used + nbytes > budget:
+            raise StoreFull(retry_after=60)
+        if hasattr(backend, "reserve"):
+            backend.reserve(_entry_key(job.token, _RESERVATION[step]), nbytes, timeout=max(1, job.expires_in))
+
+
+def drop_reservation(job: Job, step: str) -> None:
+    """What `step` stores is stored (or never will be): the rest of its reservation is free."""
+    _cache().delete(_entry_key(job.token, _RESERVATION[step]))
+
+
+def _admit(mode, engine, photo_meta, original, language, growth, now, spec) -> Job:
     job = Job(
         token=new_token(),
         mode=mode,
@@ -117,7 +142,7 @@ def _admit(mode, engine, photo_meta, original, language, growth, spec) -> Job:
     )
     try:
         if hasattr(_cache(), "reserve"):
-            _cache().reserve(_image_key(job.token, "reserved"), growth, timeout=settings.JOB_TTL_SECONDS)
+            _cache().reserve(_entry_key(job.token, _RESERVATION[UPLOAD]), growth, timeout=settings.JOB_TTL_SECONDS)
         put_image(job, "original", original)
         save(job)
     except Exception as exc:
@@ -125,14 +150,14 @@ def _admit(mode, engine, photo_meta, original, language, growth, spec) -> Job:
         # the budget was set too close to maxmemory. That is a full store, not a crash.
         if not cache.is_out_of_memory(exc):
             raise
-        _cache().delete_many([job.token, _image_key(job.token, "original")])
+        _cache().delete_many([job.token, _entry_key(job.token, "original")])
         raise StoreFull(retry_after=60) from exc
     return job
 
 
 def get(token: str) -> Job | None:
-    """The job, or None when unknown or expired. A job stuck past JOB_DEADLINE_SECONDS in either
-    phase is turned failed (or back to locked) here, whichever process serves the request."""
+    """The job as stored, or None when unknown or expired. (segmentation.jobs.get also enforces
+    the job deadline: that is what pages and workers read.)"""
     if not token or len(token) > 64:
         return None
     data = _cache().get(token)
@@ -141,31 +166,17 @@ def get(token: str) -> Job | None:
     job = Job(**data)
     if time.time() >= job.expires_at:
         return None
-    return _enforce_deadline(job)
-
-
-def _enforce_deadline(job: Job) -> Job:
-    from django.utils.translation import gettext as _
-
-    deadline = settings.JOB_DEADLINE_SECONDS
-    now = time.time()
-    # A queued job whose process died (a restart, a redeploy) would otherwise wait forever.
-    stuck_since = job.started_at if job.state == PROCESSING else job.created_at if job.state == QUEUED else None
-    if stuck_since and now - stuck_since > deadline:
-        logger.warning("Job stuck %s for over %ss; marked failed.", job.state, deadline)
-        fail(job, _("Processing took too long and was stopped. Please try again."))
-    elif job.delivery == FINISHING and job.delivery_started_at and now - job.delivery_started_at > deadline:
-        from unlock.redemption import release
-
-        if job.redemption is not None:
-            release(job.redemption)
-        job.delivery, job.redemption = LOCKED, None
-        job.delivery_error = _(
-            "Preparing the full-resolution image took too long. Your code was not used; please try again."
-        )
-        logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
-        save(job)
     return job
+
+
+def claim_flag(job: Job, name: str, timeout: int) -> bool:
+    """Take the flag `name` of a job, across threads and processes; False if it is held already.
+    The flag goes by drop_flag() or after `timeout` seconds, whichever comes first."""
+    return _cache().add(_entry_key(job.token, name), 1, timeout=timeout)
+
+
+def drop_flag(job: Job, name: str) -> None:
+    _cache().delete(_entry_key(job.token, name))
 
 
 def fail(job: Job, message: str) -> None:
@@ -185,7 +196,7 @@ def save(job: Job) -> bool:
     if remaining <= 0:
         return False
     _cache().set(job.token, asdict(job), timeout=remaining)
-    if _cache().get(_image_key(job.token, "deleted")):
+    if _cache().get(_entry_key(job.token, "deleted")):
         _purge(job.token)
         return False
     return True
@@ -196,22 +207,23 @@ def put_image(job: Job, name: str, data: bytes) -> None:
     remaining = job.expires_at - time.time()
     if remaining > 0:
         backend = _cache()
-        backend.set(_image_key(job.token, name), data, timeout=remaining)
+        backend.set(_entry_key(job.token, name), data, timeout=remaining)
         if name != "original" and hasattr(backend, "draw"):
-            backend.draw(_image_key(job.token, "reserved"), len(data))
+            step = RESULT if name == "result" else UPLOAD
+            backend.draw(_entry_key(job.token, _RESERVATION[step]), len(data))
 
 
 def get_image(job: Job, name: str) -> bytes | None:
-    return _cache().get(_image_key(job.token, name))
+    return _cache().get(_entry_key(job.token, name))
 
 
 def has_image(job: Job, name: str) -> bool:
     """Whether the job holds the image `name`, without reading it (a carry can be 20 MB)."""
-    return _cache().has_key(_image_key(job.token, name))
+    return _cache().has_key(_entry_key(job.token, name))
 
 
 def delete_image(job: Job, name: str) -> None:
-    _cache().delete(_image_key(job.token, name))
+    _cache().delete(_entry_key(job.token, name))
 
 
 def delete(token: str) -> None:
@@ -219,7 +231,7 @@ def delete(token: str) -> None:
     holding the job finds out at its next save() and purges again."""
     if get(token) is None:
         return  # unknown or expired: nothing to purge, and no tombstone (they would pile up)
-    _cache().set(_image_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
+    _cache().set(_entry_key(token, "deleted"), True, timeout=settings.JOB_TTL_SECONDS)
     _purge(token)
 
 
@@ -228,8 +240,8 @@ def _purge(token: str) -> None:
 
 
 def _image_keys(token: str) -> list[str]:
-    """Every entry of a job but its record: the images and the admission's reservation."""
-    return [_image_key(token, name) for name in (*IMAGES, "reserved")]
+    """Every entry of a job but its record: the images and their reservations."""
+    return [_entry_key(token, name) for name in (*IMAGES, *_RESERVATION.values())]
 
 
 def usage() -> tuple[int, int]:

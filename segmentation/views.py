@@ -10,10 +10,8 @@ import contextlib
 import functools
 import logging
 import threading
-import time
 
 from django.conf import settings
-from django.core.cache import caches
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -26,7 +24,7 @@ from portraitsite import ratelimit, usage
 from portraitsite.context_processors import minutes_rounded_up
 from portraitsite.errors import error_response
 from segmentation import intake, jobs, previews, store
-from segmentation.engines import IDPHOTO, engines_in_use
+from segmentation.engines import IDPHOTO
 from segmentation.forms import UploadForm
 from segmentation.idphoto import downloads as idphoto_downloads
 from segmentation.idphoto.compose import copies_per_sheet
@@ -85,23 +83,20 @@ def create_job(request: HttpRequest) -> HttpResponse:
         return _home(request, UploadForm(initial=initial), rejected.message, rejected.status)
     finally:
         upload.close()
-    mode = form.cleaned_data["mode"]
     try:
-        job = store.create(
-            mode,
-            engines_in_use()[mode],
-            photo.meta(),
-            photo.data,
+        job = jobs.create(
+            form.cleaned_data["mode"],
+            photo,
+            client=ratelimit.client_key(request),
             language=translation.get_language(),
             spec=form.cleaned_data["spec"],
         )
-    except store.StoreFull as full:
-        logger.warning("Image store full; upload refused.")
+    except jobs.SlowDown as slow:
+        return error_response(request, 429, "rate_limited", retry_after=slow.retry_after)
+    except jobs.ClientFull as full:
+        return error_response(request, 429, "too_many_jobs", retry_after=full.retry_after)
+    except (jobs.StoreFull, jobs.PoolFull) as full:  # logged by error_response, at most once a minute
         return error_response(request, 503, "busy", retry_after=full.retry_after)
-    if not jobs.pool().submit(jobs.start, job.token, photo):
-        store.delete(job.token)
-        logger.warning("Job pool full; upload refused.")
-        return error_response(request, 503, "busy", retry_after=30)
     return see_other(reverse("job", args=[job.token]))
 
 
@@ -150,7 +145,7 @@ def see_other(url: str) -> HttpResponse:
 
 
 def _job_or_404(token: str) -> store.Job:
-    job = store.get(token)
+    job = jobs.get(token)
     if job is None:
         raise Http404("no such job")
     return job
@@ -232,7 +227,7 @@ def job_page(request: HttpRequest, token: str) -> HttpResponse:
 @require_GET
 @never_cache
 def job_status(request: HttpRequest, token: str) -> JsonResponse:
-    job = store.get(token)
+    job = jobs.get(token)
     if job is None:
         return JsonResponse({"state": "gone", "error": _("This photo has expired or was deleted.")}, status=404)
     return JsonResponse(
@@ -279,11 +274,10 @@ def before(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 def unlock(request: HttpRequest, token: str) -> HttpResponse:
     from unlock import limits
-    from unlock.redemption import CodeRejected, redeem, release
 
     job = _job_or_404(token)
     job_url = reverse("job", args=[token])
-    if job.unlocked or job.delivery == store.FINISHING:
+    if job.delivery != store.LOCKED:
         return see_other(job_url)  # already paid for: nothing more is consumed
     if job.state != store.READY:
         return _job_page(
@@ -297,51 +291,16 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
     form = UnlockForm(request.POST)
     if not form.is_valid():
         return _job_page(request, job, unlock_error=form.errors["code"][0], status=400)
-    # One unlock at a time per job, across threads and processes: two codes entered at once must
-    # not both be spent on the same photo.
-    guard = caches[settings.JOB_CACHE_ALIAS]
-    guard_key = f"{token}:unlocking"
-    if not guard.add(guard_key, 1, timeout=30):
-        return see_other(job_url)
     try:
-        job = _job_or_404(token)  # again, under the guard: another tab may have just unlocked it
-        if job.unlocked or job.delivery == store.FINISHING:
-            return see_other(job_url)
-        try:
-            redemption = redeem(form.cleaned_data["code"], tool=job.mode)
-        except CodeRejected as rejected:
-            limits.record_failure(request, token)
-            return _job_page(request, job, unlock_error=rejected.message, status=rejected.status)
-        try:
-            started = _start_finishing(job, redemption)
-        except BaseException:
-            release(redemption)  # a store that refused the write must not cost the visitor their code
-            raise
-    finally:
-        guard.delete(guard_key)
-    if started is None:
-        raise Http404("job expired or deleted during unlock")
-    if not started:
-        return error_response(request, 503, "busy", retry_after=30)
+        jobs.begin_unlock(job, form.cleaned_data["code"])
+    except jobs.CodeRejected as rejected:
+        limits.record_failure(request, token)
+        return _job_page(request, job, unlock_error=rejected.message, status=rejected.status)
+    except jobs.JobGone:
+        raise Http404("job expired or deleted during unlock") from None
+    except (jobs.StoreFull, jobs.PoolFull) as full:
+        return error_response(request, 503, "busy", retry_after=full.retry_after)
     return see_other(job_url)
-
-
-def _start_finishing(job: store.Job, redemption: int) -> bool | None:
-    """Hand the reserved code's work to the pool: True when queued, False when the pool is full,
-    None when the job vanished meanwhile. Gives the use back unless the work was queued."""
-    from unlock.redemption import release
-
-    job.delivery, job.redemption, job.delivery_error = store.FINISHING, redemption, ""
-    job.delivery_started_at = time.time()
-    if not store.save(job):
-        release(redemption)
-        return None
-    if jobs.pool().submit(jobs.finish, job.token, redemption):
-        return True
-    release(redemption)
-    job.delivery, job.redemption = store.LOCKED, None
-    store.save(job)
-    return False
 
 
 @require_GET
@@ -361,6 +320,12 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     except ValueError:
         return error_response(request, 400, "bad_background")
     if colour is not None and media_type == "image/png" and job.mode == "cutout":
+        # Each of these decodes the whole result: one code must not keep the decoding slots busy.
+        verdict = ratelimit.hit(
+            "background-download", ratelimit.token_key(token), settings.BACKGROUND_DOWNLOADS_PER_MINUTE
+        )
+        if not verdict.allowed:
+            return error_response(request, 429, "too_many_downloads", retry_after=verdict.retry_after)
         with decoding_slot() as free:
             if not free:
                 return error_response(request, 503, "busy", retry_after=DECODING_RETRY_AFTER)
@@ -388,5 +353,5 @@ def _id_photo_download(request: HttpRequest, job: store.Job, result: bytes) -> H
 
 @require_POST
 def delete(request: HttpRequest, token: str) -> HttpResponse:
-    store.delete(token)  # unknown tokens too: deleting is idempotent and reveals nothing
+    jobs.delete(token, ratelimit.client_key(request))  # unknown tokens too: idempotent, reveals nothing
     return see_other(reverse("home") + "?deleted=1")

@@ -3,9 +3,9 @@
 import pytest
 from django.utils import translation
 
-# The fake providers' fixtures, for every test module (they start real local HTTP servers).
-from tests.fakes.dashscope import dashscope_fake, dashscope_sleeps  # noqa: F401
-from tests.fakes.removebg import removebg_fake, removebg_sleeps  # noqa: F401
+# The fake providers' fixtures (removebg_fake, dashscope_fake and their *_sleeps), for every test
+# module: they start real local HTTP servers.
+pytest_plugins = ["tests.fakes.dashscope", "tests.fakes.removebg"]
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import time
 
 from django.test import Client
 
-from segmentation import store
+from segmentation import jobs, store
 
 
 def upload(client: Client, data: bytes, mode: str = "cutout", name: str = "photo.jpg", spec: str = "", **extra):
@@ -36,12 +36,12 @@ def wait_until(token: str, done, timeout: float = 60.0) -> store.Job:
     """Poll the store until `done(job)`; the pool runs jobs in its own threads."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = store.get(token)
+        job = jobs.get(token)
         assert job is not None, "job vanished"
         if done(job):
             return job
         time.sleep(0.02)
-    raise AssertionError(f"job still {store.get(token)} after {timeout}s")
+    raise AssertionError(f"job still {jobs.get(token)} after {timeout}s")
 
 
 def wait_ready(token: str) -> store.Job:

@@ -23,6 +23,10 @@ CROWD_ENGINE = "auto"
 # Abuse limits are off unless a test turns one on to test it: test clients upload far faster
 # than any visitor.
 UPLOADS_PER_MINUTE = 0
+PAID_UPLOADS_PER_MINUTE = 0
 UNLOCK_FAILURES_PER_MINUTE = 0
+CLIENT_LIVE_JOBS = 0
+CLIENT_STORE_PERCENT = 0
+BACKGROUND_DOWNLOADS_PER_MINUTE = 0
 # /healthz details need this token (tests/flow.py's `health_details` sends it).
 HEALTHZ_TOKEN = "test-healthz-token"

@@ -214,6 +214,30 @@ def run_in_production(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_secrets_can_come_from_files(tmp_path):
+    """NAME_FILE holds the path of a file with the value (Docker and systemd secrets)."""
+    (tmp_path / "secret_key").write_text("secret-key-from-a-file-" + "z" * 40)
+    (tmp_path / "code_key").write_text("unlock-code-key-from-a-file")
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.SECRET_KEY, settings.UNLOCK_CODE_KEY)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DEBUG", "CACHE_URL", "DATABASE_URL"))}
+    env.update(PRODUCTION_ENV, DJANGO_SETTINGS_MODULE="portraitsite.settings")
+    del env["SECRET_KEY"], env["UNLOCK_CODE_KEY"]
+    env.update(SECRET_KEY_FILE=str(tmp_path / "secret_key"), UNLOCK_CODE_KEY_FILE=str(tmp_path / "code_key"))
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["secret-key-from-a-file-" + "z" * 40, "unlock-code-key-from-a-file"]
+
+
 def production_settings() -> dict:
     names = [
         "SECURE_HSTS_SECONDS",

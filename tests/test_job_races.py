@@ -56,7 +56,7 @@ def test_a_stale_task_neither_delivers_nor_spends_a_newer_code(ready_job, monkey
     job = store.get(ready_job.token)
     job.delivery_started_at -= 10 * 60 * 60
     store.save(job)
-    assert store.get(ready_job.token).delivery == store.LOCKED and uses(first) == 0
+    assert jobs.get(ready_job.token).delivery == store.LOCKED and uses(first) == 0
     # The visitor unlocks again, with another code.
     current = redeem(second, tool="cutout")
     finishing(ready_job, current)
@@ -65,7 +65,7 @@ def test_a_stale_task_neither_delivers_nor_spends_a_newer_code(ready_job, monkey
     monkeypatch.setattr(LocalCutout, "finish", lambda self, photo, carry: calls.append(1))
     jobs.finish(ready_job.token, stale)  # the first task finally runs
     assert calls == [], "a stale task must not run the engine (or a billed provider call) again"
-    job = store.get(ready_job.token)
+    job = jobs.get(ready_job.token)
     assert job.delivery == store.FINISHING and job.redemption == current
     assert uses(first) == 0 and uses(second) == 1
 
@@ -89,7 +89,7 @@ def test_a_store_that_refuses_the_unlock_write_gives_the_code_back(client, ready
 def test_a_job_whose_process_died_while_queued_turns_failed(settings):
     job = store.create("cutout", "local", {"media_type": "image/jpeg", "width": 10, "height": 10}, b"o")
     with mock.patch("time.time", return_value=time.time() + settings.JOB_DEADLINE_SECONDS + 5):
-        stuck = store.get(job.token)
+        stuck = jobs.get(job.token)
     assert stuck.state == store.FAILED and "too long" in stuck.error
 
 
@@ -152,3 +152,63 @@ def test_a_delivered_use_is_confirmed_and_cannot_be_given_back(client, ready_job
     assert redemption.delivered
     release(redemption.pk)  # a late, stale release
     assert uses(paid) == 1
+
+
+def _deadline_passes(token: str) -> None:
+    """Another request finds the job past its deadline: jobs.get gives the code back there."""
+    job = store.get(token)
+    job.delivery_started_at -= 10 * 60 * 60
+    store.save(job)
+    jobs.get(token)
+
+
+def test_a_deadline_that_gives_the_code_back_during_delivery_leaves_no_free_result(client, ready_job, monkeypatch):
+    """The worker has made the result and is storing it when the deadline (in another request)
+    gives the code back: the job stays locked, the code keeps its use, nothing downloads."""
+    paid = code()
+    redemption = redeem(paid, tool="cutout")
+    finishing(ready_job, redemption)
+    real_put_image = store.put_image
+
+    def put_then_deadline(job, name, data):
+        real_put_image(job, name, data)
+        if name == "result":
+            _deadline_passes(job.token)
+
+    monkeypatch.setattr(store, "put_image", put_then_deadline)
+    jobs.finish(ready_job.token, redemption)
+    job = jobs.get(ready_job.token)
+    assert job.delivery == store.LOCKED and not job.unlocked and "not used" in job.delivery_error
+    assert uses(paid) == 0 and not Redemption.objects.exists()
+    assert store.get_image(job, "result") is None
+    assert client.get(f"/jobs/{ready_job.token}/download").status_code == 403
+
+
+def test_a_deadline_just_after_the_use_was_confirmed_does_not_take_the_result_back(ready_job, monkeypatch):
+    """The other order: the worker confirmed the use, then the deadline fires before the job is
+    saved. The use is spent once and the visitor gets the result, not a 'code not used' notice."""
+    paid = code()
+    redemption = redeem(paid, tool="cutout")
+    finishing(ready_job, redemption)
+    real_confirm = jobs.confirm
+
+    def confirm_then_deadline(redemption_id):
+        confirmed = real_confirm(redemption_id)
+        _deadline_passes(ready_job.token)
+        return confirmed
+
+    monkeypatch.setattr(jobs, "confirm", confirm_then_deadline)
+    jobs.finish(ready_job.token, redemption)
+    job = jobs.get(ready_job.token)
+    assert job.unlocked and job.delivery_error == ""
+    assert uses(paid) == 1 and Redemption.objects.get().delivered
+    assert store.get_image(job, "result") is not None
+
+
+def test_a_job_deleted_just_before_its_unlock_spends_nothing(ready_job):
+    paid = code()
+    stale = store.get(ready_job.token)  # what the view read before the visitor's other tab deleted it
+    store.delete(ready_job.token)
+    with pytest.raises(jobs.JobGone):
+        jobs.begin_unlock(stale, paid)
+    assert uses(paid) == 0 and not Redemption.objects.exists()

@@ -140,6 +140,7 @@ def test_the_terms_state_the_upload_limits_in_force(client, settings):
 )
 def test_abuse_limits_describe_only_the_limits_that_count(client, settings, uploads, failures, counted):
     settings.UPLOADS_PER_MINUTE, settings.UNLOCK_FAILURES_PER_MINUTE = uploads, failures
+    settings.CLIENT_LIVE_JOBS = settings.CLIENT_STORE_PERCENT = 0
     page = text_of(client.get("/privacy/"))
     if counted is None:
         assert "Abuse limits" not in page and "network address, kept only in memory" not in page
@@ -147,6 +148,27 @@ def test_abuse_limits_describe_only_the_limits_that_count(client, settings, uplo
     assert f"To stop abuse, we count {counted} per connection for a few minutes." in page
     assert "keyed, one-way hash of your network address" in page
     assert page.count("To stop abuse") == 1
+
+
+@pytest.mark.parametrize(("jobs", "percent"), [(5, 10), (5, 0), (0, 10)])
+def test_the_photos_a_connection_holds_are_counted_and_said_so(client, settings, jobs, percent):
+    settings.UPLOADS_PER_MINUTE = settings.UNLOCK_FAILURES_PER_MINUTE = 0
+    settings.CLIENT_LIVE_JOBS, settings.CLIENT_STORE_PERCENT = jobs, percent
+    settings.JOB_TTL_SECONDS = 1800
+    page = text_of(client.get("/privacy/"))
+    assert "we also count how many photos each connection has here" in page and "for at most 30 minutes" in page
+    assert "keyed, one-way hash of your network address" in page
+    assert "To stop abuse, we count" not in page, "no limit on uploads or codes is claimed"
+
+
+def test_the_paid_upload_limit_counts_uploads_only_with_a_provider(client, settings, removebg_fake):
+    settings.UPLOADS_PER_MINUTE = settings.UNLOCK_FAILURES_PER_MINUTE = 0
+    settings.CLIENT_LIVE_JOBS = settings.CLIENT_STORE_PERCENT = 0
+    settings.PAID_UPLOADS_PER_MINUTE = 4
+    settings.BACKGROUND_ENGINE = "removebg"
+    assert "we count uploads per connection" in text_of(client.get("/privacy/"))
+    settings.BACKGROUND_ENGINE = "local"
+    assert "Abuse limits" not in text_of(client.get("/privacy/"))
 
 
 def test_error_reports_are_mentioned_only_when_they_are_sent(client, settings):

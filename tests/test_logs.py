@@ -172,7 +172,7 @@ def test_an_error_email_about_a_crash_during_unlock_has_no_code_or_token(crashin
     def broken_redeem(typed, tool):
         raise RuntimeError(f"database gone while redeeming {typed}")
 
-    monkeypatch.setattr("unlock.redemption.redeem", broken_redeem)
+    monkeypatch.setattr("segmentation.jobs.redeem", broken_redeem)
     typed = code.lower().replace("-", " ")
     response = crashing_client.post(
         f"/jobs/{token}/unlock?from=/jobs/{token}/",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from portraitsite import checks
-from segmentation import cache, store
+from segmentation import cache, jobs, store
 from tests.flow import token_of, upload
 from tests.photos import encode, portrait_scene
 
@@ -250,7 +250,7 @@ def test_uploads_are_refused_with_503_when_redis_holds_the_budget(small_redis, c
     used, _ = store.usage()
     # Room for this upload and what admission reserves for its growth, plus a margin for Redis's
     # own bookkeeping.
-    growth = store.RESULT_BYTES_PER_PIXEL * 400 * 300 + store.PREVIEW_AND_STATE_BYTES
+    growth = jobs.PHASE_ONE_BYTES
     settings.IMAGE_STORE_MAX_BYTES = used + len(photo) + growth + 200_000
     token_of(upload(client, photo))
     # Another process's job fills the rest of the budget.

@@ -50,6 +50,8 @@ def site_environment(database_url: str, cache_url: str, **extra: str) -> dict[st
         BACKGROUND_ENGINE="local",
         CROWD_ENGINE="local",
         UPLOADS_PER_MINUTE="0",  # one test client uploads 20 photos a minute
+        CLIENT_LIVE_JOBS="0",  # ... and holds them all at once
+        CLIENT_STORE_PERCENT="0",
         JOB_WORKERS="2",
         PYTHONPATH=str(ROOT),
         **extra,

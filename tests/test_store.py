@@ -6,7 +6,7 @@ from unittest import mock
 import pytest
 from django.core.cache import caches
 
-from segmentation import store
+from segmentation import jobs, store
 from segmentation.cache import SweepingLocMemCache
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +90,7 @@ def test_a_job_stuck_in_processing_turns_failed(settings):
     job.state, job.started_at = store.PROCESSING, time.time()
     store.save(job)
     with later(settings.JOB_DEADLINE_SECONDS + 5):
-        stuck = store.get(job.token)
+        stuck = jobs.get(job.token)
     assert stuck.state == store.FAILED and "too long" in stuck.error
 
 

@@ -26,6 +26,7 @@ CODE_IN_PAGE = re.compile(
 )
 CHANGELIST = "admin:unlock_unlockcode_changelist"
 GENERATE = "admin:unlock_unlockcode_generate"
+FIND = "admin:unlock_unlockcode_find"
 
 
 @pytest.fixture
@@ -231,12 +232,33 @@ def test_a_label_search_does_not_match_hints_its_last_letters_spell(staff):
     assert listed(staff, q="…-aIgn") == {"A1GN"}
 
 
-def test_a_whole_code_finds_its_row(staff):
+def test_a_whole_code_is_never_searched_by_address_but_found_by_post(staff):
+    """A search is part of the page's address, and addresses end up in access logs: a whole code
+    (or more of it than its hint) in ?q= finds nothing and says where to look it up instead."""
     batch = issue(2, max_uses=1, expires_at=None, label="fair")
     code = batch.codes[0]
     hint = UnlockCode.objects.get(pk=batch.ids[0]).hint
-    assert listed(staff, q=codes.display(code).lower()) == {hint}
-    assert listed(staff, q=code) == {hint}
+    for term in (codes.display(code).lower(), code, codes.display(code)[10:], codes.display(code)[:9]):
+        page = staff.get(reverse(CHANGELIST), {"q": term})
+        assert listed(staff, q=term) == set(), term
+        assert "not searched by more than their last four characters" in page.text
+    assert listed(staff, q=hint) == {hint}
+    assert listed(staff, q=f"…-{hint.lower()}") == {hint}
+    assert 'method="post"' in staff.get(reverse(CHANGELIST)).text
+
+    found = staff.post(reverse(FIND), {"code": codes.display(code).lower()})
+    assert found.status_code == 302
+    assert found["Location"] == reverse("admin:unlock_unlockcode_change", args=[batch.ids[0]])
+    for wrong in ("0000-0000-0000-0000", "not a code"):
+        missed = staff.post(reverse(FIND), {"code": wrong}, follow=True)
+        assert "No code matches what you entered." in missed.text
+    assert staff.get(reverse(FIND))["Location"] == reverse(CHANGELIST), "no code is ever taken from an address"
+
+
+def test_find_a_code_needs_staff(client):
+    batch = issue(1, max_uses=1, expires_at=None, label="fair")
+    response = client.post(reverse(FIND), {"code": batch.codes[0]})
+    assert response.status_code == 302 and "/login/" in response["Location"]
 
 
 def test_deactivate_and_reactivate_actions(staff):

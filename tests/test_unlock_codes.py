@@ -119,3 +119,63 @@ def test_the_unlock_form_explains_a_malformed_code(typed):
     form = UnlockForm({"code": typed})
     assert not form.is_valid()
     assert form.errors["code"] == [str(codes.MALFORMED_MESSAGE)]
+
+
+# --- Digests made before salted_hmac keep working -----------------------------------------------
+
+
+def _old_digest(code: str, unlock_code_key: str, secret_key: str) -> str:
+    """The digest as unlock.codes computed it by hand before it used salted_hmac."""
+    import hashlib
+    import hmac
+
+    if unlock_code_key:
+        key = unlock_code_key.encode()
+    else:
+        key = hashlib.sha256(b"portraitsite.unlock.codes:" + secret_key.encode()).digest()
+    return hmac.new(key, code.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def test_without_a_code_key_the_digest_is_the_one_made_before(settings):
+    settings.UNLOCK_CODE_KEY = ""
+    assert codes.digest(CODE) == _old_digest(CODE, "", settings.SECRET_KEY)
+    assert codes.digests(CODE) == [codes.digest(CODE)]
+
+
+@pytest.mark.django_db
+def test_a_code_stored_under_the_old_keyed_digest_redeems_once_and_moves_to_the_new_one(settings):
+    from unlock.models import UnlockCode
+    from unlock.redemption import CodeRejected, redeem
+
+    settings.UNLOCK_CODE_KEY = "an operator's separate code key"
+    old = _old_digest(CODE, settings.UNLOCK_CODE_KEY, settings.SECRET_KEY)
+    assert old != codes.digest(CODE), "salted now: the stored digest differs"
+    row = UnlockCode.objects.create(digest=old, hint=codes.hint(CODE), max_uses=1)
+
+    redeem(codes.display(CODE), tool="cutout")
+    row.refresh_from_db()
+    assert row.used == 1 and row.digest == codes.digest(CODE), "migrated on use"
+    with pytest.raises(CodeRejected) as rejected:
+        redeem(codes.display(CODE), tool="cutout")
+    assert rejected.value.reason == "used_up", "found under its new digest"
+
+
+@pytest.mark.django_db
+def test_the_admin_finds_a_code_stored_under_the_old_digest(admin_client, settings):
+    from django.urls import reverse
+
+    from unlock.models import UnlockCode
+
+    settings.UNLOCK_CODE_KEY = "an operator's separate code key"
+    row = UnlockCode.objects.create(
+        digest=_old_digest(CODE, settings.UNLOCK_CODE_KEY, settings.SECRET_KEY), hint=codes.hint(CODE)
+    )
+    found = admin_client.post(reverse("admin:unlock_unlockcode_find"), {"code": codes.display(CODE)})
+    assert found["Location"] == reverse("admin:unlock_unlockcode_change", args=[row.pk])
+
+
+def test_generated_codes_use_the_whole_alphabet_at_full_length():
+    generated = {codes.generate() for _ in range(300)}
+    assert len(generated) == 300
+    assert all(len(code) == codes.LENGTH and set(code) <= set(codes.ALPHABET) for code in generated)
+    assert set("".join(generated)) == set(codes.ALPHABET)

@@ -15,7 +15,7 @@ import secrets
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -46,17 +46,30 @@ def _short(moment: datetime.datetime) -> str:
 _GROUP = re.compile(r"[0-9A-Za-z]+")
 
 
-def _hint_in(search_term: str) -> str:
-    """The hint a search term names when it is written the way codes are: a hint or part of one
-    ("7kq2", "…-7KO2": O→0, I/L→1), groups of at most four ("ABCD-EFGH-JKMN-7KQ2"), or a whole
-    code without dashes. "" for anything else, such as a label: read as a code, "campaign" would
-    end in the hint A1GN."""
+def _code_groups(search_term: str) -> list[str]:
+    """The term's groups read the way codes are (O→0, I/L→1), or [] when it cannot be part of a code."""
     groups = [codes.normalise_fragment(group) for group in _GROUP.findall(search_term)]
-    if not groups or any(character not in codes.ALPHABET for group in groups for character in group):
-        return ""
-    grouped = all(len(group) <= codes.GROUP for group in groups)
+    if any(character not in codes.ALPHABET for group in groups for character in group):
+        return []
+    return groups
+
+
+def _hint_in(search_term: str) -> str:
+    """The hint a search term names when it is written the way staff read one: a hint or part of
+    one ("7kq2", "…-7KO2"). "" for anything else, such as a label: read as a code, "campaign" would
+    end in the hint A1GN."""
+    groups = _code_groups(search_term)
+    return groups[0] if len(groups) == 1 and len(groups[0]) <= codes.HINT_LENGTH else ""
+
+
+def _more_than_a_hint(search_term: str) -> bool:
+    """A whole code, or groups of one ("ABCD-EFGH"): more of a code than its hint. A search is part
+    of the page's address, and addresses end up in access logs, so such a term is never searched:
+    staff use "Find a code" (a POST) for whole codes."""
+    groups = _code_groups(search_term)
     whole = len(groups) == 1 and len(groups[0]) == codes.LENGTH
-    return "".join(groups)[-codes.HINT_LENGTH :] if grouped or whole else ""
+    grouped = len(groups) > 1 and all(len(group) <= codes.GROUP for group in groups)
+    return whole or (grouped and len("".join(groups)) > codes.HINT_LENGTH)
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -124,6 +137,17 @@ class UnlockCodeAdmin(admin.ModelAdmin):
     # --- search: staff type hints the way visitors type codes -------------------------------
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        if _more_than_a_hint(search_term):
+            self.message_user(
+                request,
+                gettext(
+                    "Searches are part of the page address, which can end up in logs, so codes are not "
+                    "searched by more than their last four characters. To look up a whole code, use "
+                    "“Find a code”."
+                ),
+                messages.WARNING,
+            )
+            return queryset.none(), False
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         fragment = _hint_in(search_term)
         if fragment and fragment != search_term:
@@ -177,7 +201,29 @@ class UnlockCodeAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.generate_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_generate",
         )
-        return [generate, *super().get_urls()]
+        find = path(
+            "find/",
+            self.admin_site.admin_view(self.find_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_find",
+        )
+        return [generate, find, *super().get_urls()]
+
+    def find_view(self, request: HttpRequest) -> HttpResponse:
+        """A whole code, sent by POST (never in an address), to the page of its row."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:unlock_unlockcode_changelist"))
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            normalised = codes.normalise(request.POST.get("code", ""))
+        except ValidationError:
+            found = None
+        else:
+            found = UnlockCode.objects.filter(digest__in=codes.digests(normalised)).first()
+        if found is None:
+            self.message_user(request, gettext("No code matches what you entered."), messages.WARNING)
+            return HttpResponseRedirect(reverse("admin:unlock_unlockcode_changelist"))
+        return HttpResponseRedirect(reverse("admin:unlock_unlockcode_change", args=[found.pk]))
 
     def generate_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_generate_permission(request):

@@ -9,10 +9,10 @@ typed: the database stores an HMAC of the normalised code and its last four char
 import hashlib
 import hmac
 import re
-import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.crypto import get_random_string, salted_hmac
 from django.utils.translation import gettext_lazy as _
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -31,7 +31,7 @@ MALFORMED_MESSAGE = _("An unlock code has 16 letters and digits, in the form XXX
 
 def generate() -> str:
     """A new code, normalised (16 characters, no dashes)."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    return get_random_string(LENGTH, ALPHABET)  # secrets.choice per character
 
 
 def display(code: str) -> str:
@@ -52,17 +52,28 @@ def normalise_fragment(text: str) -> str:
     return _SEPARATORS.sub("", str(text)).upper().translate(_LOOKALIKES)
 
 
-def _key() -> bytes:
-    if settings.UNLOCK_CODE_KEY:
-        return settings.UNLOCK_CODE_KEY.encode()
-    # Derived rather than used directly, so the digest key differs from every other use of the
-    # secret (sessions, rate-limit hashes) even when no separate key is configured.
-    return hashlib.sha256(b"portraitsite.unlock.codes:" + settings.SECRET_KEY.encode()).digest()
+# The salt keeps the digest key apart from every other use of the secret (sessions, rate-limit
+# hashes). salted_hmac's key is sha256(salt + secret), which is how digests were keyed before it
+# was used here, so codes issued with the key derived from SECRET_KEY keep their digests.
+KEY_SALT = "portraitsite.unlock.codes:"
 
 
 def digest(code: str) -> str:
-    """HMAC-SHA256 (hex) of a normalised code: what the database looks codes up by."""
-    return hmac.new(_key(), code.encode("ascii"), hashlib.sha256).hexdigest()
+    """HMAC-SHA256 (hex) of a normalised code under UNLOCK_CODE_KEY, or SECRET_KEY without it:
+    what the database looks codes up by."""
+    secret = settings.UNLOCK_CODE_KEY or settings.SECRET_KEY
+    return salted_hmac(KEY_SALT, code, secret=secret, algorithm="sha256").hexdigest()
+
+
+def digests(code: str) -> list[str]:
+    """Every digest a normalised code may be stored under, today's first. Codes issued under an
+    UNLOCK_CODE_KEY before salted_hmac were keyed by that key itself, unsalted: they are looked up
+    under that digest too (and moved to today's on use, unlock.redemption)."""
+    current = digest(code)
+    if not settings.UNLOCK_CODE_KEY:
+        return [current]
+    legacy = hmac.new(settings.UNLOCK_CODE_KEY.encode(), code.encode("ascii"), hashlib.sha256).hexdigest()
+    return [current, legacy]
 
 
 def hint(code: str) -> str:

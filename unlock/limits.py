@@ -9,9 +9,6 @@ share the blocked job.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -21,19 +18,13 @@ CLIENT_SCOPE, CLIENT_WINDOW = "unlock-client", 60
 JOB_SCOPE, JOB_WINDOW = "unlock-job", 600
 
 
-def job_key(job_token: str) -> str:
-    """The job token as a cache key: hashed, so the cache never holds the key to anyone's photo."""
-    key = hashlib.sha256(b"portraitsite.unlock.limits:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, job_token.encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def unlock_blocked(request: HttpRequest, job_token: str) -> int | None:
     """Seconds to wait before this client may try a code on this job again, or None if it may."""
     verdicts = (
         ratelimit.check(
             CLIENT_SCOPE, ratelimit.client_key(request), settings.UNLOCK_FAILURES_PER_MINUTE, CLIENT_WINDOW
         ),
-        ratelimit.check(JOB_SCOPE, job_key(job_token), settings.UNLOCK_FAILURES_PER_JOB, JOB_WINDOW),
+        ratelimit.check(JOB_SCOPE, ratelimit.token_key(job_token), settings.UNLOCK_FAILURES_PER_JOB, JOB_WINDOW),
     )
     waits = [verdict.retry_after for verdict in verdicts if not verdict.allowed]
     return max(waits) if waits else None
@@ -44,4 +35,4 @@ def record_failure(request: HttpRequest, job_token: str) -> None:
     if settings.UNLOCK_FAILURES_PER_MINUTE > 0:
         ratelimit.record(CLIENT_SCOPE, ratelimit.client_key(request), CLIENT_WINDOW)
     if settings.UNLOCK_FAILURES_PER_JOB > 0:
-        ratelimit.record(JOB_SCOPE, job_key(job_token), JOB_WINDOW)
+        ratelimit.record(JOB_SCOPE, ratelimit.token_key(job_token), JOB_WINDOW)

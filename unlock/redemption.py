@@ -56,7 +56,7 @@ def redeem(code: str, tool: str) -> int:
         normalised = codes.normalise(code)
     except ValidationError:
         raise CodeRejected("malformed") from None
-    code_id = UnlockCode.objects.filter(digest=codes.digest(normalised)).values_list("pk", flat=True).first()
+    code_id = _code_id(normalised)
     if code_id is None:
         raise CodeRejected("unknown")
 
@@ -83,9 +83,9 @@ def redeem(code: str, tool: str) -> int:
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 
 
-def _retried(operation: Callable[[int], None]) -> Callable[[int], None]:
+def _retried(operation: Callable[[int], bool]) -> Callable[[int], bool]:
     @functools.wraps(operation)
-    def attempt(redemption_id: int) -> None:
+    def attempt(redemption_id: int) -> bool:
         for delay in (*RETRY_DELAYS, None):
             try:
                 return operation(redemption_id)
@@ -101,12 +101,26 @@ def _retried(operation: Callable[[int], None]) -> Callable[[int], None]:
     return attempt
 
 
+def _code_id(normalised: str) -> int | None:
+    """The id of the code stored under one of its digests; a code found under an older digest is
+    moved to today's, so the old form serves each code at most once."""
+    current, *older = codes.digests(normalised)
+    found = UnlockCode.objects.filter(digest__in=[current, *older]).values_list("pk", "digest").first()
+    if found is None:
+        return None
+    code_id, stored = found
+    if stored != current:
+        UnlockCode.objects.filter(pk=code_id, digest=stored).update(digest=current)
+    return code_id
+
+
 @_retried
-def release(redemption_id: int) -> None:
-    """Give back the use a redemption reserved. Releasing twice (or an unknown id) does nothing."""
+def release(redemption_id: int) -> bool:
+    """Give back the use a redemption reserved; True if this call gave it back. Releasing twice,
+    an unknown id or a delivered use does nothing (False)."""
     code_id = Redemption.objects.filter(pk=redemption_id).values_list("code_id", flat=True).first()
     if code_id is None:
-        return
+        return False
     # Only the caller whose DELETE removed the row gives the use back, so concurrent or repeated
     # releases decrement once.
     with transaction.atomic():
@@ -114,12 +128,19 @@ def release(redemption_id: int) -> None:
         deleted, _per_model = Redemption.objects.filter(pk=redemption_id, delivered=False).delete()
         if deleted:
             UnlockCode.objects.filter(pk=code_id, used__gt=0).update(used=F("used") - 1)
+    return bool(deleted)
 
 
 @_retried
-def confirm(redemption_id: int) -> None:
-    """The result this use paid for exists: it is delivered and can no longer be given back."""
-    Redemption.objects.filter(pk=redemption_id).update(delivered=True)
+def confirm(redemption_id: int) -> bool:
+    """The result this use paid for exists: mark it delivered, after which it can never be given
+    back. True only if this call changed exactly one row, or (a retried attempt whose first answer
+    was lost) the row is delivered already; False when the use was released meanwhile (a deadline
+    gave it back), and then nothing may be delivered. Only the worker holding the redemption
+    confirms it, so a delivered row is its own."""
+    if Redemption.objects.filter(pk=redemption_id, delivered=False).update(delivered=True) == 1:
+        return True
+    return Redemption.objects.filter(pk=redemption_id, delivered=True).exists()
 
 
 def release_stale(older_than: datetime.timedelta) -> int:
