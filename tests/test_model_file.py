@@ -1,28 +1,51 @@
-"""The committed selfie-segmentation model is the file SOURCE.md says it is, and it loads."""
+"""The committed models are the files SOURCE.md says they are, each is used, and each loads once
+per thread."""
 
 import hashlib
+import re
+import threading
 
 import numpy as np
 
-from segmentation.engines import selfie
+from segmentation.engines import faces, runtime, selfie
 
-MODEL_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
-
-
-def test_model_file_matches_its_recorded_checksum():
-    data = selfie.MODEL_PATH.read_bytes()
-    assert len(data) == 249_505
-    assert hashlib.sha256(data).hexdigest() == MODEL_SHA256
+SHIPPED = sorted(path.name for path in runtime.WEIGHTS.glob("*.tflite"))
 
 
-def test_model_source_note_and_licence_sit_beside_it():
-    folder = selfie.MODEL_PATH.parent
-    note = (folder / "SOURCE.md").read_text()
-    assert MODEL_SHA256 in note and "mediapipe==0.10.21" in note
-    assert "Apache License" in (folder / "LICENSE").read_text()
+def source_rows() -> dict[str, tuple[int, str]]:
+    """file → (bytes, sha256) from SOURCE.md's table."""
+    note = (runtime.WEIGHTS / "SOURCE.md").read_text()
+    rows = re.findall(r"^\| `([\w.]+\.tflite)` \|.*\| ([\d,]+) \| `([0-9a-f]{64})` \|$", note, re.MULTILINE)
+    return {name: (int(size.replace(",", "")), digest) for name, size, digest in rows}
 
 
-def test_model_answers_a_256_square_probability_map():
+def test_every_shipped_model_matches_its_recorded_size_and_checksum():
+    rows = source_rows()
+    assert sorted(rows) == SHIPPED
+    for name in SHIPPED:
+        data = (runtime.WEIGHTS / name).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == rows[name], name
+
+
+def test_the_selfie_model_is_still_the_one_taken_in_november():
+    assert source_rows()["selfie_segmentation.tflite"][1] == (
+        "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
+    )
+
+
+def test_source_note_names_each_package_and_the_licence_sits_beside_it():
+    note = (runtime.WEIGHTS / "SOURCE.md").read_text()
+    assert "mediapipe==0.10.21" in note
+    licence = (runtime.WEIGHTS / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0" in licence
+
+
+def test_every_shipped_model_is_used_and_every_used_model_is_shipped():
+    used = {selfie.MODEL_FILE, faces.MODEL_FILE}
+    assert sorted(used) == SHIPPED
+
+
+def test_selfie_model_answers_a_256_square_probability_map():
     rng = np.random.default_rng(0)
     picture = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
     chance = selfie.person_probability(picture)
@@ -31,10 +54,19 @@ def test_model_answers_a_256_square_probability_map():
     assert selfie.person_probability(picture, (400, 300)).shape == (300, 400)
 
 
+def test_each_thread_loads_its_own_interpreter_once():
+    first = runtime.interpreter(selfie.MODEL_FILE)
+    assert runtime.interpreter(selfie.MODEL_FILE) is first
+    other = []
+    thread = threading.Thread(target=lambda: other.append(runtime.interpreter(selfie.MODEL_FILE)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+
+
 def test_threads_running_the_model_at_once_get_the_answers_of_one_at_a_time():
-    # A cv2.dnn.Net keeps its activations inside itself; shared between threads it fails its own
-    # assertions or returns another thread's map. Each thread must have its own.
-    import threading
+    # An interpreter keeps its activations inside itself; shared between threads it would return
+    # another thread's map. Each thread must have its own.
     from concurrent.futures import ThreadPoolExecutor
 
     from skimage import data

@@ -1,47 +1,32 @@
-"""MediaPipe's selfie-segmentation model, run through OpenCV's DNN module.
+"""MediaPipe's selfie-segmentation model, run through `runtime.py`.
 
-The model ships inside the package (`segmentation/models/`, see SOURCE.md there) and is never
-downloaded. It takes the whole picture stretched to 256×256 (MediaPipe's own graph does not keep
-the aspect ratio either) and answers, for each of its 256×256 cells, the probability that the cell
-shows a person.
+The model ships inside the package (`weights/`, see SOURCE.md there) and is never downloaded. It
+takes the whole picture stretched to 256×256 (MediaPipe's own graph does not keep the aspect ratio
+either) and answers, for each of its 256×256 cells, the probability that the cell shows a person.
 """
 
 from __future__ import annotations
-
-import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "selfie_segmentation.tflite"
+from segmentation.engines import runtime
+
+MODEL_FILE = "selfie_segmentation.tflite"
 MODEL_SIDE = 256
-
-# A cv2.dnn.Net keeps its intermediate blobs inside itself, so two threads calling forward() on one
-# net overwrite each other's activations. Each worker thread loads its own (250 KB, ~20 ms).
-_nets = threading.local()
-
-
-def _net() -> cv2.dnn.Net:
-    net = getattr(_nets, "net", None)
-    if net is None:
-        net = cv2.dnn.readNetFromTFLite(str(MODEL_PATH))
-        _nets.net = net
-    return net
 
 
 def model_input(rgb: np.ndarray) -> np.ndarray:
-    """An HxWx3 uint8 RGB array as the model's 1x3x256x256 float32 blob in 0..1."""
+    """An HxWx3 uint8 RGB array as the model's 1x256x256x3 float32 tensor in 0..1."""
     square = cv2.resize(rgb, (MODEL_SIDE, MODEL_SIDE), interpolation=cv2.INTER_AREA)
-    return cv2.dnn.blobFromImage(square, scalefactor=1 / 255)
+    return square[None].astype(np.float32) * np.float32(1 / 255)
 
 
-def probabilities(blob: np.ndarray) -> np.ndarray:
-    """Run the model on one blob from `model_input`: a 256x256 float32 map in 0..1."""
-    net = _net()
-    net.setInput(blob)
-    return net.forward()[0, 0].copy()
+def probabilities(tensor: np.ndarray) -> np.ndarray:
+    """Run the model on one tensor from `model_input`: a 256x256 float32 map in 0..1."""
+    (output,) = runtime.run(MODEL_FILE, tensor).values()
+    return output[0, ..., 0]
 
 
 def person_probability(image: Image.Image | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:

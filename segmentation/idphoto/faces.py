@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "face_detection_short_range.tflite"
+MODEL_PATH = Path(__file__).resolve().parent.parent / "engines" / "weights" / "face_detection_short_range.tflite"
 MODEL_SIDE = 128
 MIN_SCORE = 0.5  # the graph's own threshold
 NMS_IOU = 0.3  # the graph's own min_suppression_threshold
