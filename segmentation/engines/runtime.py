@@ -21,8 +21,8 @@ from ai_edge_litert.interpreter import Interpreter
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 # One thread per interpreter: the job pool already runs one job per core (JOB_WORKERS = 2 on two
-# cores), and a second XNNPACK thread per model only fights the other job for the same cores
-# (bench/runtimes.py: 2 threads save 25–35 % on an idle machine and nothing under load).
+# cores), so a second XNNPACK thread per model only fights the other job for the same cores
+# (bench/runtimes.py at load 9: SSD 38 → 35 ms, pose landmarks 38 → 46 ms with two).
 THREADS = 1
 
 _loaded = threading.local()
