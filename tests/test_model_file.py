@@ -35,13 +35,16 @@ def test_the_selfie_model_is_still_the_one_taken_in_november():
 
 def test_source_note_names_each_package_and_the_licence_sits_beside_it():
     note = (runtime.WEIGHTS / "SOURCE.md").read_text()
-    assert "mediapipe==0.10.21" in note
+    assert "mediapipe==0.10.21" in note and "@mediapipe/objectron@0.4.1675468480" in note
+    assert "bytes 184 to 9,987,912" in note and "@mediapipe/pose@0.5.1675469404" in note
     licence = (runtime.WEIGHTS / "LICENSE").read_text()
     assert "Apache License" in licence and "Version 2.0" in licence
 
 
 def test_every_shipped_model_is_used_and_every_used_model_is_shipped():
-    used = {selfie.MODEL_FILE, faces.MODEL_FILE}
+    from segmentation.engines import people
+
+    used = {selfie.MODEL_FILE, faces.MODEL_FILE, *people.MODEL_FILES}
     assert sorted(used) == SHIPPED
 
 
