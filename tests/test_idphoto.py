@@ -80,9 +80,10 @@ def test_each_spec_is_framed_by_its_authoritys_rules(key):
         low, high = (spec.px(mm) for mm in spec.eyes_from_bottom_mm)
         assert low - 4 <= seen["eyes_from_bottom"] <= high + 4, (seen["eyes_from_bottom"], low, high)
         assert seen["top"] > 0, "the hair must not touch the top edge"
-    # The eyes are level (within what the landmarks can tell, ~4°) and the face is in the middle.
+    # The eyes are level (within what the landmarks can tell: re-read on the framed photo they move
+    # by about ±3° with the cutout's outline, so 5° is the bar) and the face is in the middle.
     face = seen["tilt"]
-    assert abs(face.left_eye[1] - face.right_eye[1]) < 0.07 * face.eye_distance
+    assert abs(face.left_eye[1] - face.right_eye[1]) < 0.09 * face.eye_distance
     assert abs(face.eye_centre[0] - spec.width_px / 2) < 0.05 * spec.width_px
     # Shoulders reach the bottom edge: the last row is mostly the person.
     assert (np.asarray(result)[-1, :, 3] > 127).mean() > 0.4

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from PIL import Image
 
 from segmentation.engines.base import Draft, Engine, EngineError, Result
+from segmentation.engines.local import unpack_cutout
 from segmentation.idphoto.compose import framed_cutout
 from segmentation.idphoto.framing import Refused, frame, the_face
 from segmentation.idphoto.specs import SPECS
@@ -69,7 +70,7 @@ class IdPhoto(Engine):
         only scale it up and encode a 12 MP PNG that is decoded again here, 70 % of this phase
         (bench/idphoto.py), for an ID photo a fifth of the working size. So it is framed as is."""
         if self.cutout_name == "local" and inner:
-            alpha = cv2.imdecode(np.frombuffer(inner, np.uint8), cv2.IMREAD_UNCHANGED)
+            alpha, _people = unpack_cutout(inner)
         else:
             cutout = self.cutout.finish(photo, inner)
             with Image.open(io.BytesIO(cutout.data)) as result:
