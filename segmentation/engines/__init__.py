@@ -8,9 +8,9 @@ from importlib import import_module
 
 from django.conf import settings
 
-from segmentation.engines.base import Draft, Engine, EngineError, Result
+from segmentation.engines.base import Draft, Engine, EngineError, PersonChoice, Result
 
-__all__ = ["Draft", "Engine", "EngineError", "Result", "engine_named", "engines_in_use"]
+__all__ = ["Draft", "Engine", "EngineError", "PersonChoice", "Result", "engine_named", "engines_in_use"]
 
 CUTOUT, CROWD, IDPHOTO = "cutout", "crowd", "idphoto"
 

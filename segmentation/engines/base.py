@@ -8,6 +8,11 @@ unlocks the result:
 * `finish(photo, carry)` runs after a code has been reserved. It returns the full-resolution
   `Result`, exactly the bytes the visitor downloads. If it raises, the code is given back.
 
+The visitor may choose who stays ([T2.2]): `people(carry)` lists the people an engine found, with
+the choice the carry holds, and `choose(photo, carry, keep)` makes a new preview and carry for
+another choice without any billed provider call. The new carry replaces the old one, so the next
+`finish` follows the last choice. An engine that offers no choice (ID photos) lists nobody.
+
 Engines raise `EngineError` for anything a visitor should hear about; any other exception is a bug
 and is reported as such. A provider client's `ProviderError` becomes one through `provider_failure`.
 """
@@ -18,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
 from PIL import Image
 
 from segmentation.intake import Photo
@@ -59,6 +65,18 @@ class Result:
     media_type: str  # "image/png" or "image/jpeg"
     width: int
     height: int
+    # What the job keeps instead of its carry for later choices (None: keep the carry as it is).
+    # remove.bg's full-size cutout, say, so that a changed choice after unlocking costs no call.
+    carry: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PersonChoice:
+    """One person the visitor may keep or erase."""
+
+    id: int  # stable for the job's life: the carry's order of people
+    box: tuple[float, float, float, float]  # x, y, width, height as fractions of the photo
+    kept: bool
 
 
 class Engine(ABC):
@@ -67,3 +85,13 @@ class Engine(ABC):
 
     @abstractmethod
     def finish(self, photo: Photo, carry: bytes | None) -> Result: ...
+
+    def people(self, carry: bytes | None) -> list[PersonChoice]:
+        """The people found at start, with the choice `carry` holds; empty when there is no choice."""
+        return []
+
+    def choose(self, photo: Photo, carry: bytes | None, keep: frozenset[int]) -> Draft:
+        """A new preview and carry in which the people whose ids are in `keep` stay and the others
+        go (erased by `crowd`, cut away by `cutout`). Never makes a billed provider call. The
+        caller has checked that `keep` is a non-empty subset of `people(carry)`'s ids."""
+        raise EngineError(_("This photo offers no choice of people."), f"{type(self).__name__} offers no choice")
