@@ -1,4 +1,4 @@
-"""The embedded engines (segmentation/engines/local.py) at 1, 12 and 24 MP: phase one (`start`, at
+"""The embedded engines (segmentation/engines/local.py, crowd.py) at 1, 12 and 24 MP: phase one (`start`, at
 upload) and phase two (`finish`, after unlocking), with the final PNG/JPEG encode timed apart, and
 the peak resident memory of a process that does nothing else.
 
@@ -54,7 +54,7 @@ def child(mode: str, runs: int) -> None:
 
     django.setup()
     from bench.support import rss_bytes
-    from segmentation.engines import local, selfie
+    from segmentation.engines import crowd, local, selfie
     from segmentation.intake import accept_upload
 
     data = sys.stdin.buffer.read()
@@ -75,8 +75,9 @@ def child(mode: str, runs: int) -> None:
 
         return wrapper
 
-    local.encode_png, local.encode_jpeg = timed(local.encode_png), timed(local.encode_jpeg)
-    engine = local.LocalCutout() if mode == "cutout" else local.LocalCrowd()
+    module = local if mode == "cutout" else crowd
+    module.encode_png, module.encode_jpeg = timed(module.encode_png), timed(module.encode_jpeg)
+    engine = local.LocalCutout() if mode == "cutout" else crowd.LocalCrowd()
     starts, finishes, intakes = [], [], []
     for _ in range(runs):
         began = time.perf_counter()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from segmentation.engines.base import EngineError
-from segmentation.engines.local import CarriedPerson, LocalCrowd, pack_patch, unpack_patch
+from segmentation.engines.crowd import CarriedPerson, LocalCrowd, pack_patch, unpack_patch
 from segmentation.intake import accept_upload
 from tests.test_local_cutout import SCENES, background, decode, encode, paste_person
 

@@ -19,7 +19,7 @@ CUTOUT, CROWD, IDPHOTO = "cutout", "crowd", "idphoto"
 ENGINES = {
     (CUTOUT, "local"): "segmentation.engines.local.LocalCutout",
     (CUTOUT, "removebg"): "segmentation.engines.removebg.RemoveBgCutout",
-    (CROWD, "local"): "segmentation.engines.local.LocalCrowd",
+    (CROWD, "local"): "segmentation.engines.crowd.LocalCrowd",
     (CROWD, "dashscope"): "segmentation.engines.dashscope.DashScopeCrowd",
 }
 
