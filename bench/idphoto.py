@@ -36,11 +36,11 @@ def main() -> None:
     from PIL import Image
 
     from bench.support import camera_jpeg, load_average, median_time
+    from segmentation.engines.faces import detect_faces
     from segmentation.engines.idphoto import IdPhoto, _alpha_at, _unpack
     from segmentation.engines.local import LocalCutout
     from segmentation.idphoto import downloads
     from segmentation.idphoto.compose import framed_cutout
-    from segmentation.idphoto.faces import detect_faces
     from segmentation.idphoto.framing import frame, the_face
     from segmentation.idphoto.specs import SPECS
     from segmentation.intake import WORKING_LONG_SIDE, accept_upload

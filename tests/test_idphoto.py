@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from segmentation.engines import EngineError
+from segmentation.engines import EngineError, faces, runtime
 from segmentation.engines.idphoto import IdPhoto
 from segmentation.engines.local import LocalCutout
-from segmentation.idphoto import compose, downloads, faces
+from segmentation.idphoto import compose, downloads
 from segmentation.idphoto.framing import CHIN_BELOW_MOUTH, Refused, the_face
 from segmentation.idphoto.specs import SPECS
 from segmentation.intake import accept_upload
@@ -36,9 +36,9 @@ def make(spec: str, image: Image.Image) -> Image.Image:
 
 
 def test_the_face_model_is_the_file_its_source_note_names():
-    blob = faces.MODEL_PATH.read_bytes()
+    blob = (runtime.WEIGHTS / faces.MODEL_FILE).read_bytes()
     assert hashlib.sha256(blob).hexdigest() == MODEL_SHA256
-    assert MODEL_SHA256 in (faces.MODEL_PATH.parent / "SOURCE.md").read_text()
+    assert MODEL_SHA256 in (runtime.WEIGHTS / "SOURCE.md").read_text()
 
 
 def test_the_astronauts_eyes_are_found_where_they_are():

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from django.utils.translation import gettext as _
 
-from segmentation.idphoto.faces import Face, detect_faces
+from segmentation.engines.faces import Face, detect_faces
 from segmentation.idphoto.specs import Spec
 
 # A second face at least this share of the largest face's width is another person in the photo;
