@@ -102,21 +102,28 @@ def create_job(request: HttpRequest) -> HttpResponse:
 
 # Decoding a whole photo inside a request (intake of anything but a plain JPEG, a download on a
 # coloured background) costs up to ~15 bytes per pixel: 0.5 GB at 37 MP. At most JOB_WORKERS of
-# them run at once per process, whatever the number of request threads; the rest wait a little,
-# then hear "busy".
-DECODING_WAIT_SECONDS = 20
+# them run at once per process, whatever the number of request threads. A request that finds them
+# all busy waits a little, and only as many wait as decode: the rest hear "busy" at once, so a burst
+# of uploads holds at most 2 × JOB_WORKERS request threads and the other pages keep answering.
+DECODING_WAIT_SECONDS = 2
 DECODING_RETRY_AFTER = 10
 
 
 @functools.cache
-def _decoding_slots() -> threading.BoundedSemaphore:
-    return threading.BoundedSemaphore(settings.JOB_WORKERS)
+def _decoding_slots() -> tuple[threading.BoundedSemaphore, threading.BoundedSemaphore]:
+    """The slots for decoding, and the places for waiting for one."""
+    return threading.BoundedSemaphore(settings.JOB_WORKERS), threading.BoundedSemaphore(settings.JOB_WORKERS)
 
 
 @contextlib.contextmanager
 def decoding_slot():
-    slots = _decoding_slots()
-    free = slots.acquire(timeout=DECODING_WAIT_SECONDS)
+    slots, waiting = _decoding_slots()
+    free = slots.acquire(blocking=False)
+    if not free and waiting.acquire(blocking=False):
+        try:
+            free = slots.acquire(timeout=DECODING_WAIT_SECONDS)
+        finally:
+            waiting.release()
     try:
         yield free
     finally:

@@ -107,7 +107,7 @@ def test_whole_photo_decodes_in_requests_are_bounded(client, settings, monkeypat
     from segmentation import views
 
     monkeypatch.setattr(views, "DECODING_WAIT_SECONDS", 0.01)
-    slots = views._decoding_slots()
+    slots, _ = views._decoding_slots()
     taken = [slots.acquire(blocking=False) for _ in range(settings.JOB_WORKERS)]
     assert all(taken)
     try:

@@ -75,6 +75,7 @@ class Gunicorn:
     workers: int = 2
     # None: the format of gunicorn.conf.py, as shipped.
     access_log_format: str | None = ACCESS_LOG_FORMAT
+    config: str = "gunicorn.conf.py"  # a path from the repository's root
     port: int = field(default_factory=free_port)
     access: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -84,7 +85,7 @@ class Gunicorn:
         if self.access_log_format is not None:
             env["GUNICORN_CMD_ARGS"] = f"--access-logformat '{self.access_log_format}'"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "portraitsite.wsgi"],
+            [sys.executable, "-m", "gunicorn", "-c", self.config, "portraitsite.wsgi"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
