@@ -262,6 +262,9 @@ if CLIENT_STORE_PERCENT > 100:
     raise ImproperlyConfigured("CLIENT_STORE_PERCENT is a percentage of IMAGE_STORE_MAX_BYTES: at most 100.")
 # Downloads on a coloured background a minute per job: each decodes the whole result.
 BACKGROUND_DOWNLOADS_PER_MINUTE = _positive("BACKGROUND_DOWNLOADS_PER_MINUTE", 6, minimum=0)
+# Redrawn previews per job when the visitor chooses who stays (each is engine work in the pool,
+# and after unlocking a new full-resolution result); 0 turns the choice off.
+CHOICES_PER_JOB = _positive("CHOICES_PER_JOB", 20, minimum=0)
 TRUSTED_PROXIES = _positive("TRUSTED_PROXIES", 0, minimum=0)
 
 # --- No cookies for visitors -----------------------------------------------------------------------

@@ -35,13 +35,17 @@ from segmentation.store import StoreFull
 from unlock.redemption import CodeRejected, confirm, redeem, release
 
 __all__ = [
+    "BadChoice",
     "ClientFull",
     "CodeRejected",
+    "JobBusy",
     "JobGone",
     "PoolFull",
     "SlowDown",
     "StoreFull",
+    "TooManyChoices",
     "begin_unlock",
+    "choose",
     "create",
     "delete",
     "finish",
@@ -150,6 +154,18 @@ class JobGone(Exception):
     """The job expired or was deleted while it was being unlocked."""
 
 
+class JobBusy(Exception):
+    """The job is making its preview, its full result or another choice: try again in a moment."""
+
+
+class BadChoice(Exception):
+    """The people chosen are not the job's (unknown ids), or nobody was chosen."""
+
+
+class TooManyChoices(Exception):
+    """The job has drawn CHOICES_PER_JOB choices of people already."""
+
+
 # Room reserved in the store before it is used (segmentation.store.reserve). The full-resolution
 # result is an RGBA PNG, at worst uncompressed. Phase one stores two WebP previews of at most
 # 0.25 MP (tens of kB each) and the engine's carry: a matte or a patch at the working size
@@ -256,6 +272,12 @@ def _enforce_deadline(job: store.Job) -> store.Job:
         )
         logger.warning("Job stuck in finishing for over %ss; code released.", deadline)
         store.save(job)
+    elif job.choosing_since and now - job.choosing_since > deadline:
+        store.drop_reservation(job, store.RESULT)  # room for a new full result, when unlocked
+        job.choosing_since = None
+        job.choice_error = _("Redrawing the photo for your choice took too long. Please try again.")
+        logger.warning("Job stuck drawing a choice for over %ss; choice dropped.", deadline)
+        store.save(job)
     return job
 
 
@@ -271,7 +293,8 @@ def begin_unlock(job: store.Job, code: str) -> None:
     unlocked. Spends nothing when the job is already unlocked or being unlocked (another tab, or
     another code entered at the same moment). Raises CodeRejected when the code cannot pay,
     StoreFull when there is no room for the result, PoolFull when no worker can take the work,
-    JobGone when the job vanished meanwhile; in every one of those cases the code keeps its use."""
+    JobGone when the job vanished meanwhile, JobBusy while a choice of people is being drawn (the
+    result must follow it); in every one of those cases the code keeps its use."""
     flagged = job
     if not store.claim_flag(flagged, UNLOCKING, UNLOCKING_SECONDS):
         return
@@ -281,6 +304,8 @@ def begin_unlock(job: store.Job, code: str) -> None:
             raise JobGone
         if job.delivery != store.LOCKED:
             return
+        if job.choosing:
+            raise JobBusy
         store.reserve(job, store.RESULT, result_bytes(job.photo_meta))
         try:
             redemption = redeem(code, tool=job.mode)
@@ -335,7 +360,9 @@ def start(token: str, photo: Photo) -> None:
     job.state, job.started_at = store.PROCESSING, time.time()
     store.save(job)
     try:
-        draft = engine_named(job.mode, job.engine, job.spec).start(photo)
+        engine = engine_named(job.mode, job.engine, job.spec)
+        draft = engine.start(photo)
+        people = _listed(engine.people(draft.carry))
         preview = previews.render_preview(draft.preview)
         before = previews.render_before(photo.working if photo.working is not None else photo.open_reduced(1024))
         job = get(token)
@@ -348,6 +375,7 @@ def start(token: str, photo: Photo) -> None:
             store.put_image(job, "carry", draft.carry)
         usage.count(job.mode, usage.PREVIEWS)  # made (and paid for), whether or not it is still wanted
         job.state, job.note = store.READY, " ".join(filter(None, (job.note, draft.note)))
+        job.people = people
         store.save(job)  # a delete that raced with the writes above purges them here
         store.drop_reservation(job, store.UPLOAD)  # all that phase one stores is stored
     except EngineError as exc:
@@ -421,7 +449,9 @@ def _finish(token: str, redemption: int) -> None:
     if not confirm(redemption):
         store.delete_image(job, "result")
         return
-    store.delete_image(job, "carry")  # no longer needed; frees RAM for other visitors
+    # The carry stays: a changed choice of people after unlocking is made from it, without a code.
+    if result.carry is not None:
+        _keep_carry(job, result.carry)
     # The reservation is now a delivered use; the job forgets which redemption paid for it. (A
     # visitor who presses "Delete now" in the instant between the two lines has spent the use.)
     job.delivery, job.delivery_error, job.redemption = store.UNLOCKED, "", None
@@ -444,3 +474,127 @@ def _give_back(token: str, redemption: int, message: str) -> None:
         job.delivery, job.redemption = store.LOCKED, None
         job.delivery_error = message + " " + _("Your code was not used; you can try again.")
         store.save(job)
+
+
+def _keep_carry(job: store.Job, carry: bytes) -> None:
+    """Keep `carry` (Result.carry: remove.bg's full cutout, say) in place of the job's carry, if
+    the store has room for it; otherwise the old carry stays, and a later choice is made from it."""
+    try:
+        store.reserve(job, store.RESULT, len(carry))
+    except StoreFull:
+        logger.warning("No room to keep the %s engine's carry after unlocking; the old one stays.", job.engine)
+        return
+    try:
+        store.put_image(job, "carry", carry)
+    finally:
+        store.drop_reservation(job, store.RESULT)
+
+
+# --- Choosing who stays ------------------------------------------------------------------------
+
+
+def _listed(people: list) -> list[dict]:
+    """The engine's PersonChoice list as the job record keeps it (and the status JSON shows it)."""
+    return [{"id": person.id, "box": list(person.box), "kept": person.kept} for person in people]
+
+
+def choose(job: store.Job, keep: frozenset[int]) -> None:
+    """Queue a redraw of the job for a new choice of people (`keep`: the ids who stay).
+
+    The preview, and once unlocked the full-resolution result, are made again for that choice in
+    the pool (`redraw`), without a new code: the visitor paid for the photo, not for one guess.
+    A choice equal to the current one changes nothing. Raises JobBusy while the job is making
+    anything (and, under the unlock's flag, while a code is being redeemed), BadChoice for ids the
+    job does not have or for nobody, TooManyChoices past CHOICES_PER_JOB, StoreFull when there is
+    no room for a second full result, PoolFull when no worker can take the work; nothing is
+    counted then."""
+    if job.state != store.READY or job.busy:
+        raise JobBusy
+    known = {person["id"] for person in job.people}
+    if not keep or not keep <= known:
+        raise BadChoice
+    if keep == {person["id"] for person in job.people if person["kept"]}:
+        return
+    if job.choices >= settings.CHOICES_PER_JOB:
+        raise TooManyChoices
+    flagged = job
+    # The unlock's flag: a code being redeemed and a choice being queued exclude each other, so the
+    # full result always follows the last choice.
+    if not store.claim_flag(flagged, UNLOCKING, UNLOCKING_SECONDS):
+        raise JobBusy
+    try:
+        job = get(job.token)
+        if job is None:
+            raise JobGone
+        if job.busy:
+            raise JobBusy
+        if job.choices >= settings.CHOICES_PER_JOB:
+            raise TooManyChoices
+        if job.unlocked:  # the new full result is stored while the old one still is
+            store.reserve(job, store.RESULT, result_bytes(job.photo_meta))
+        job.choosing_since, job.choice_error = time.time(), ""
+        job.choices += 1
+        if not store.save(job):
+            store.drop_reservation(job, store.RESULT)
+            raise JobGone
+        if not pool().submit(redraw, job.token, job.choosing_since, keep):
+            job.choosing_since, job.choices = None, job.choices - 1
+            store.drop_reservation(job, store.RESULT)
+            store.save(job)
+            raise PoolFull
+    finally:
+        store.drop_flag(flagged, UNLOCKING)
+
+
+@in_visitors_language
+def redraw(token: str, since: float, keep: frozenset[int]) -> None:
+    """Draw the job for the choice queued at `since`: a new preview and carry, and when the job is
+    unlocked a new full result from them. Everything is made first and stored only if all of it
+    was made, so a failure leaves the job as it was: what the visitor paid for stays downloadable."""
+    job = get(token)
+    if not _drawing(job, since):
+        return
+    try:
+        original, carry = store.get_image(job, "original"), store.get_image(job, "carry")
+        if original is None or carry is None:
+            raise EngineError(_("This photo has expired. Please upload it again."), "original or carry gone")
+        engine = engine_named(job.mode, job.engine, job.spec)
+        photo = _photo_of(job, original)
+        draft = engine.choose(photo, carry, keep)
+        people = _listed(engine.people(draft.carry))
+        preview = previews.render_preview(draft.preview)
+        result = engine.finish(photo, draft.carry) if job.unlocked else None
+        job = get(token)
+        if not _drawing(job, since):
+            return  # deleted, expired or timed out meanwhile
+        if result is not None:
+            store.put_image(job, "result", result.data)
+            job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
+        store.put_image(job, "preview", preview)
+        store.put_image(job, "carry", draft.carry)
+        store.drop_reservation(job, store.RESULT)  # the new result is stored, at its real size
+        if result is not None and result.carry is not None:
+            _keep_carry(job, result.carry)
+        job.people, job.choosing_since, job.choice_error = people, None, ""
+        store.save(job)
+    except EngineError as exc:
+        logger.warning("Choice failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
+        _choice_failed(token, since, exc.visitor_message)
+    except Exception:
+        logger.exception("Choice crashed in %s %s engine.", job.engine, job.mode)
+        _choice_failed(token, since, _("Something went wrong while redrawing your photo."))
+
+
+def _drawing(job: store.Job | None, since: float) -> bool:
+    return job is not None and job.choosing_since == since
+
+
+def _choice_failed(token: str, since: float, message: str) -> None:
+    job = get(token)
+    if not _drawing(job, since):
+        return  # the deadline dropped the choice (and its reservation) already
+    store.drop_reservation(job, store.RESULT)
+    if job.unlocked:
+        message += " " + _("Your full-resolution image is unchanged and can still be downloaded.")
+    job.choosing_since, job.choice_error = None, message + " " + _("The previous choice of people stays.")
+    store.save(job)

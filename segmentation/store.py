@@ -61,6 +61,11 @@ class Job:
     redemption: int | None = None  # the reserved use of a code while FINISHING
     result: dict = field(default_factory=dict)  # media_type, width, height once UNLOCKED
     spec: str = ""  # the ID-photo size an idphoto job makes (segmentation.idphoto.specs)
+    # The people the visitor may keep or let go, as the status JSON lists them: id, box, kept.
+    people: list = field(default_factory=list)
+    choosing_since: float | None = None  # a new choice of people is being drawn since then
+    choices: int = 0  # choices drawn (or being drawn) so far, within CHOICES_PER_JOB
+    choice_error: str = ""  # for the visitor, when drawing their last choice failed
 
     @property
     def expires_in(self) -> int:
@@ -71,8 +76,12 @@ class Job:
         return self.delivery == UNLOCKED
 
     @property
+    def choosing(self) -> bool:
+        return self.choosing_since is not None
+
+    @property
     def busy(self) -> bool:
-        return self.state in (QUEUED, PROCESSING) or self.delivery == FINISHING
+        return self.state in (QUEUED, PROCESSING) or self.delivery == FINISHING or self.choosing
 
 
 def _cache():

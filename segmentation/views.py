@@ -305,9 +305,15 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
         return _job_page(request, job, unlock_error=rejected.message, status=rejected.status)
     except jobs.JobGone:
         raise Http404("job expired or deleted during unlock") from None
+    except jobs.JobBusy:
+        return _job_page(request, job, unlock_error=_busy_message(), status=409)
     except (jobs.StoreFull, jobs.PoolFull) as full:
         return error_response(request, 503, "busy", retry_after=full.retry_after)
     return see_other(job_url)
+
+
+def _busy_message() -> str:
+    return _("Your photo is being redrawn for your choice of people. Please wait a moment and try again.")
 
 
 @require_GET

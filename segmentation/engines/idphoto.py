@@ -70,7 +70,7 @@ class IdPhoto(Engine):
         only scale it up and encode a 12 MP PNG that is decoded again here, 70 % of this phase
         (bench/idphoto.py), for an ID photo a fifth of the working size. So it is framed as is."""
         if self.cutout_name == "local" and inner:
-            alpha, _people = unpack_cutout(inner)
+            alpha = unpack_cutout(inner).matte
         else:
             cutout = self.cutout.finish(photo, inner)
             with Image.open(io.BytesIO(cutout.data)) as result:

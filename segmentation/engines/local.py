@@ -14,6 +14,8 @@ encode.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,10 +23,9 @@ from django.utils.translation import gettext as _
 from PIL import Image
 
 from segmentation.engines import people as people_finder
-from segmentation.engines.base import Draft, Engine, EngineError, Result
+from segmentation.engines.base import Draft, Engine, EngineError, PersonChoice, Result
 from segmentation.engines.group import subject_group
-from segmentation.engines.packing import pack_people
-from segmentation.engines.people import Person
+from segmentation.engines.packing import Outline, PackedPerson, pack_people, unpack_people
 from segmentation.engines.selfie import MODEL_SIDE, person_probability
 from segmentation.intake import WORKING_LONG_SIDE, Photo
 from segmentation.pixels import disk, encode_png, fit_pixels
@@ -55,19 +56,50 @@ class LocalCutout(Engine):
         working = photo.open_reduced(WORKING_LONG_SIDE)
         rgb = _rgb_of(working)
         found = people_finder.find_people(rgb)
-        chance = subject_probability(rgb, found)
-        alpha = refine_matte(rgb, chance)
-        if working.mode == "RGBA":  # already partly transparent: never make hidden pixels visible
-            alpha = np.minimum(alpha, np.asarray(working.getchannel("A")))
-        cutout = working.convert("RGB")
-        cutout.putalpha(Image.fromarray(alpha))
-        carry = pack_cutout(alpha, pack_people(working.size, found))
-        return Draft(preview=fit_pixels(cutout, PREVIEW_MAX_PIXELS), carry=carry)
+        group = subject_group(found)
+        others = [person for person in found if not any(person is member for member in group)]
+        chance = kept_probability(rgb, group, [person.height for person in group], others)
+        choice = CutoutChoice(
+            kept=frozenset(index for index, person in enumerate(found) if any(person is m for m in group)),
+            heights=tuple(person.height for person in found),
+        )
+        return _cutout_draft(working, rgb, chance, choice, pack_people(working.size, found))
+
+    def people(self, carry: bytes | None) -> list[PersonChoice]:
+        if not carry:
+            return []
+        cutout = unpack_cutout(carry)
+        size, found = _people_in(cutout)
+        return [
+            PersonChoice(index, _box_fractions(person, size), index in cutout.choice.kept)
+            for index, person in enumerate(found)
+        ]
+
+    def choose(self, photo: Photo, carry: bytes | None, keep: frozenset[int]) -> Draft:
+        """The kept people's outlines (a lone one widened by the selfie model, as at upload),
+        sharpened along the photo's edges again: the same matte the upload would have made had
+        it picked these people."""
+        if not carry:
+            raise EngineError(_("This photo has expired. Please upload it again."), "local cutout: no carry")
+        cutout = unpack_cutout(carry)
+        size, found = _people_in(cutout)
+        if not keep or not keep <= set(range(len(found))):
+            raise EngineError(_("Please choose at least one of the people shown."), f"local cutout: keep {keep}")
+        working = photo.open_reduced(WORKING_LONG_SIDE)
+        if working.size != size:
+            raise EngineError(_("This photo has expired. Please upload it again."), "local cutout: size changed")
+        rgb = _rgb_of(working)
+        kept = [found[index] for index in sorted(keep)]
+        others = [person for index, person in enumerate(found) if index not in keep]
+        heights = [cutout.choice.heights[index] for index in sorted(keep)]
+        chance = kept_probability(rgb, kept, heights, others)
+        choice = CutoutChoice(kept=frozenset(keep), heights=cutout.choice.heights)
+        return _cutout_draft(working, rgb, chance, choice, cutout.people)
 
     def finish(self, photo: Photo, carry: bytes | None) -> Result:
         if not carry:
             raise EngineError(_("This photo has expired. Please upload it again."), "local cutout: no matte")
-        matte, _people = unpack_cutout(carry)
+        matte = unpack_cutout(carry).matte
         image = photo.open()
         # Bilinear is enough: the matte was already refined along the photo's edges at the working
         # size, and upscaling it at most ~3× (12–24 MP) keeps the edge smooth, never stair-stepped.
@@ -83,37 +115,52 @@ class LocalCutout(Engine):
         return Result(encode_png(image), "image/png", image.width, image.height)
 
 
-def subject_probability(rgb: np.ndarray, found: list[Person]) -> np.ndarray:
-    """Probability that each pixel shows the photo's subject (a person or a group), float32 at the
-    image's size, or EngineError when no one is there.
+def _cutout_draft(
+    working: Image.Image, rgb: np.ndarray, chance: np.ndarray, choice: CutoutChoice, people: bytes
+) -> Draft:
+    alpha = refine_matte(rgb, chance)
+    if working.mode == "RGBA":  # already partly transparent: never make hidden pixels visible
+        alpha = np.minimum(alpha, np.asarray(working.getchannel("A")))
+    cutout = working.convert("RGB")
+    cutout.putalpha(Image.fromarray(alpha))
+    return Draft(preview=fit_pixels(cutout, PREVIEW_MAX_PIXELS), carry=pack_cutout(alpha, choice, people))
 
-    The people finder's outlines of the subject's group; for a subject alone, widened by the
+
+def kept_probability(
+    rgb: np.ndarray, kept: Sequence[Outline], heights: Sequence[float], others: Sequence[Outline] = ()
+) -> np.ndarray:
+    """Probability that each pixel shows one of the `kept` people (whose bodies are `heights`
+    working pixels high), float32 at the image's size, or EngineError when no one is there.
+
+    The people finder's outlines of the kept people; for one person alone, widened by the
     selfie model's closer look where it sees more of them close by. The selfie model, trained at
     256 px on whole frames, draws hair, hands and held things more fully, but it also keeps sofas,
-    walls and the gaps between people, so it may only add near a single person. Measured on
-    bench/people.py's composites, IoU finder alone → widened: full body 0.963 → 0.989, rotated
-    action 0.894 → 0.916, side view 0.822 → 0.800; for groups it lost (three people 0.987 →
-    0.895), so groups keep the finder's outlines. The cutout tests' close-ups: 0.982 → 0.990.
+    walls and the gaps between people, so it may only add near a single person, and never over
+    someone the finder outlined who is not kept (`others`). Measured on bench/people.py's
+    composites, IoU finder alone → widened: full body 0.963 → 0.989, rotated action 0.894 →
+    0.916, side view 0.822 → 0.800; for groups it lost (three people 0.987 → 0.895), so groups
+    keep the finder's outlines. The cutout tests' close-ups: 0.982 → 0.990.
     """
-    group = subject_group(found)
-    if len(group) > 1:
-        return _outlines(group, rgb.shape[:2])
+    shape = rgb.shape[:2]
+    if len(kept) > 1:
+        return _outlines(kept, shape)
     try:
         selfie = _selfie_probability(rgb)
     except EngineError:
-        if not group:
+        if not kept:
             raise
-        return _outlines(group, rgb.shape[:2])
-    if not group:  # a close-up the finder could not place (a face filling the frame)
+        return _outlines(kept, shape)
+    if not kept:  # a close-up the finder could not place (a face filling the frame)
         return selfie
-    (person,) = group
-    chance = _outlines(group, rgb.shape[:2])
-    reach = SELFIE_REACH * person.height
+    chance = _outlines(kept, shape)
+    reach = SELFIE_REACH * heights[0]
     near = cv2.dilate((chance > 0.5).astype(np.uint8), disk(reach))
+    if others:
+        near[_outlines(others, shape) >= 0.5] = 0
     return np.maximum(chance, selfie * near)
 
 
-def _outlines(people: list[Person], shape: tuple[int, int]) -> np.ndarray:
+def _outlines(people: Sequence[Outline], shape: tuple[int, int]) -> np.ndarray:
     chance = np.zeros(shape, np.float32)
     for person in people:
         left, top = person.origin
@@ -225,27 +272,80 @@ def _rgb_of(image: Image.Image) -> np.ndarray:
     return np.asarray(grey)
 
 
-# The cutout's carry: the refined matte at the working size (PNG), then each person found (packing.py)
-# for choosing who stays later without finding them again.
-_CUTOUT = struct.Struct(">4sI")
-_CUTOUT_MAGIC = b"LCC2"
+# The cutout's carry: a header (magic, matte PNG length, number of people), per person whether they
+# are kept and their body's height in working pixels (for the selfie widening of a lone person),
+# the refined matte at the working size (PNG), then each person found (packing.py): the visitor
+# can choose who stays later without finding them again.
+_CUTOUT = struct.Struct(">4sIH")
+_CHOICE = struct.Struct(">?H")
+_CUTOUT_MAGIC = b"LCC3"
 
 
-def pack_cutout(matte: np.ndarray, people: bytes) -> bytes:
+@dataclass(frozen=True)
+class CutoutChoice:
+    kept: frozenset[int]  # indices into the packed people
+    heights: tuple[float, ...]  # each person's body height, working pixels
+
+
+@dataclass(frozen=True)
+class CutoutCarry:
+    matte: np.ndarray
+    choice: CutoutChoice
+    people: bytes  # packing.pack_people's bytes
+
+
+def pack_cutout(matte: np.ndarray, choice: CutoutChoice, people: bytes) -> bytes:
     matte_png = _png(matte)
-    return _CUTOUT.pack(_CUTOUT_MAGIC, len(matte_png)) + matte_png + people
+    parts = [_CUTOUT.pack(_CUTOUT_MAGIC, len(matte_png), len(choice.heights))]
+    for index, height in enumerate(choice.heights):
+        parts.append(_CHOICE.pack(index in choice.kept, min(65535, round(height))))
+    return b"".join([*parts, matte_png, people])
 
 
-def unpack_cutout(carry: bytes) -> tuple[np.ndarray, bytes]:
-    """The matte and the packed people. EngineError when the carry is not a cutout's."""
+def unpack_cutout(carry: bytes) -> CutoutCarry:
+    """The matte, who is kept and the packed people. EngineError when the carry is not a cutout's."""
     try:
-        magic, length = _CUTOUT.unpack_from(carry)
+        magic, length, count = _CUTOUT.unpack_from(carry)
         if magic != _CUTOUT_MAGIC:
             raise ValueError("not a local cutout carry")
-        matte = _unpng(carry[_CUTOUT.size : _CUTOUT.size + length])
+        offset, kept, heights = _CUTOUT.size, set(), []
+        for index in range(count):
+            is_kept, height = _CHOICE.unpack_from(carry, offset)
+            offset += _CHOICE.size
+            heights.append(float(height))
+            if is_kept:
+                kept.add(index)
+        matte = _unpng(carry[offset : offset + length])
     except (struct.error, ValueError) as error:
         raise EngineError(_("This photo has expired. Please upload it again."), f"local cutout: {error}") from error
-    return matte, carry[_CUTOUT.size + length :]
+    return CutoutCarry(matte, CutoutChoice(frozenset(kept), tuple(heights)), carry[offset + length :])
+
+
+def _people_in(cutout: CutoutCarry) -> tuple[tuple[int, int], list[PackedPerson]]:
+    """The packed people of a cutout's carry; EngineError when they do not match its choice."""
+    try:
+        size, found = unpack_people(cutout.people)
+        if len(found) != len(cutout.choice.heights):
+            raise ValueError("the choice does not match the people")
+    except ValueError as error:
+        raise EngineError(_("This photo has expired. Please upload it again."), f"local cutout: {error}") from error
+    return size, found
+
+
+def _box_fractions(person: PackedPerson, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box of the person's solid outline (the crop's own box when it has none), as fractions."""
+    solid = (person.mask >= 128).astype(np.uint8)
+    left, top, width, height = cv2.boundingRect(solid) if solid.any() else (0, 0, *person.mask.shape[::-1])
+    x, y = person.origin[0] + left, person.origin[1] + top
+    # Outlines may reach past the frame by a little (the crop was placed around the body): clip.
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(size[0], x + width), min(size[1], y + height)
+    return (
+        round(x0 / size[0], 4),
+        round(y0 / size[1], 4),
+        round(max(0, x1 - x0) / size[0], 4),
+        round(max(0, y1 - y0) / size[1], 4),
+    )
 
 
 def _png(mask: np.ndarray) -> bytes:
