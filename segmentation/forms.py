@@ -33,3 +33,19 @@ class UploadForm(forms.Form):
         if cleaned.get("mode") != IDPHOTO:
             cleaned["spec"] = ""
         return cleaned
+
+
+class PeopleForm(forms.Form):
+    """Who stays: the ids of the people kept, at least one, among those the job offers."""
+
+    keep = forms.TypedMultipleChoiceField(
+        coerce=int,
+        error_messages={
+            "required": _("Please keep at least one person."),
+            "invalid_choice": _("That person is not in this photo. Please reload the page and choose again."),
+        },
+    )
+
+    def __init__(self, data, people: list[dict]):
+        super().__init__(data)
+        self.fields["keep"].choices = [(str(person["id"]), str(person["id"] + 1)) for person in people]

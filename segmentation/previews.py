@@ -1,12 +1,13 @@
 """What a visitor sees before paying and what a download can be flattened onto: the watermarked
-preview, the "before" picture, and the solid backgrounds behind a cutout."""
+preview, the "before" picture (and each person cut from it, for choosing who stays), and the solid
+backgrounds behind a cutout."""
 
 from __future__ import annotations
 
 import functools
 import io
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from segmentation.pixels import encode, encode_jpeg, fit_pixels
 
@@ -85,3 +86,23 @@ def on_background(png: bytes, colour: str) -> bytes:
         background = Image.new("RGB", cutout.size, "#" + colour)
         background.paste(cutout, mask=cutout.getchannel("A"))  # no RGBA copy of the background
     return encode_jpeg(background, quality=95)
+
+
+# --- People to choose from ---------------------------------------------------------------------------
+
+PERSON_SIDE = 160  # px: the list of who stays shows each at 80 CSS px, sharp on 2× screens
+PERSON_MARGIN = 0.08  # of the person's box, each side: a little of what is around them
+
+
+def render_person(before: bytes, box: tuple[float, float, float, float]) -> bytes:
+    """One person for the list of who stays: their box (`x, y, w, h` as fractions of the photo),
+    with a margin, cut from the "before" picture and scaled to fit PERSON_SIDE, as WebP."""
+    with Image.open(io.BytesIO(before)) as im:
+        im.load()
+        width, height = im.size
+        x, y, w, h = box
+        left, top = max(0.0, x - PERSON_MARGIN * w), max(0.0, y - PERSON_MARGIN * h)
+        right, bottom = min(1.0, x + w + PERSON_MARGIN * w), min(1.0, y + h + PERSON_MARGIN * h)
+        area = (int(left * width), int(top * height), max(1, round(right * width)), max(1, round(bottom * height)))
+        person = ImageOps.contain(im.crop(area).convert("RGB"), (PERSON_SIDE, PERSON_SIDE), Image.Resampling.LANCZOS)
+    return encode(person, "WEBP", **PREVIEW_WEBP)

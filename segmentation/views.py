@@ -1,4 +1,4 @@
-"""The visitor's side: upload, job page, status, preview, unlock, download, delete.
+"""The visitor's side: upload, job page, status, preview, who stays, unlock, download, delete.
 
 Views read like the HTTP contract in docs/architecture.md ("URLs"); the work happens in images,
 store, jobs and the unlock app. Every response about a job is `Cache-Control: no-store`: it is somebody's photo.
@@ -25,7 +25,7 @@ from portraitsite.context_processors import minutes_rounded_up
 from portraitsite.errors import error_response
 from segmentation import intake, jobs, previews, store
 from segmentation.engines import IDPHOTO
-from segmentation.forms import UploadForm
+from segmentation.forms import PeopleForm, UploadForm
 from segmentation.idphoto import downloads as idphoto_downloads
 from segmentation.idphoto.compose import copies_per_sheet
 from segmentation.idphoto.guide import guide, id_photo_backgrounds
@@ -158,7 +158,9 @@ def _job_or_404(token: str) -> store.Job:
     return job
 
 
-def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", status: int = 200) -> HttpResponse:
+def _job_page(
+    request: HttpRequest, job: store.Job, *, unlock_error: str = "", choice_error: str = "", status: int = 200
+) -> HttpResponse:
     width = job.result.get("width") or job.photo_meta.get("width")
     height = job.result.get("height") or job.photo_meta.get("height")
     size = {"w": width, "h": height}
@@ -187,6 +189,9 @@ def _job_page(request: HttpRequest, job: store.Job, *, unlock_error: str = "", s
         # The page's script puts the chosen colour where "{colour}" stands.
         "custom_download_label": _("Download JPEG, background %(colour)s, %(w)s×%(h)s px")
         % dict(size, colour="{colour}"),
+        "people": _people_offered(job),
+        "choice_error": choice_error or job.choice_error,
+        "choices_left": max(0, settings.CHOICES_PER_JOB - job.choices),
     }
     if job.mode == IDPHOTO:
         context.update(_id_photo_context(job))
@@ -231,23 +236,36 @@ def job_page(request: HttpRequest, token: str) -> HttpResponse:
     return _job_page(request, _job_or_404(token))
 
 
+def _people_offered(job: store.Job) -> list[dict]:
+    """The people the visitor may keep or let go, once the preview is ready: a choice needs at
+    least two (one must stay), and CHOICES_PER_JOB=0 offers none."""
+    if job.state != store.READY or not settings.CHOICES_PER_JOB or len(job.people) < 2:
+        return []
+    return job.people
+
+
 @require_GET
 @never_cache
 def job_status(request: HttpRequest, token: str) -> JsonResponse:
     job = jobs.get(token)
     if job is None:
         return JsonResponse({"state": "gone", "error": _("This photo has expired or was deleted.")}, status=404)
-    return JsonResponse(
-        {
-            "state": job.state,
-            "error": job.error,
-            "note": job.note,
-            "expires_in": job.expires_in,
-            "unlocked": job.unlocked,
-            "delivery": job.delivery,
-            "delivery_error": job.delivery_error,
-        }
-    )
+    status = {
+        "state": job.state,
+        "error": job.error,
+        "note": job.note,
+        "expires_in": job.expires_in,
+        "unlocked": job.unlocked,
+        "delivery": job.delivery,
+        "delivery_error": job.delivery_error,
+        "choosing": job.choosing,
+        "choice_error": job.choice_error,
+    }
+    if job.state == store.READY:
+        status["people"] = [
+            {"id": person["id"], "box": person["box"], "kept": person["kept"]} for person in _people_offered(job)
+        ]
+    return JsonResponse(status)
 
 
 def _image_response(data: bytes, media_type: str) -> HttpResponse:
@@ -275,6 +293,48 @@ def preview(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 def before(request: HttpRequest, token: str) -> HttpResponse:
     return _small_image(token, "before")
+
+
+@require_GET
+@never_cache
+def person(request: HttpRequest, token: str, person: int) -> HttpResponse:
+    """One person cut from the "before" picture, for the list of who stays (made on request from
+    the job's small picture: nothing more is stored)."""
+    job = _job_or_404(token)
+    box = next((p["box"] for p in _people_offered(job) if p["id"] == person), None)
+    before = store.get_image(job, "before") if box is not None else None
+    if before is None:
+        raise Http404("no such person")
+    return _image_response(previews.render_person(before, box), "image/webp")
+
+
+@require_POST
+@never_cache
+def choose_people(request: HttpRequest, token: str) -> HttpResponse:
+    """Who stays: the repeated field `keep` holds the ids of the people kept."""
+    job = _job_or_404(token)
+    if job.state != store.READY or job.busy:
+        return _job_page(request, job, choice_error=_busy_message(job), status=409)
+    form = PeopleForm(request.POST, people=_people_offered(job))
+    if not form.is_valid():
+        return _job_page(request, job, choice_error=form.errors["keep"][0], status=400)
+    try:
+        jobs.choose(job, frozenset(form.cleaned_data["keep"]))
+    except jobs.BadChoice:  # the people changed since the form was read (a choice just drawn)
+        return _job_page(request, job, choice_error=_("Please choose again."), status=400)
+    except jobs.JobBusy:
+        return _job_page(request, jobs.get(token) or job, choice_error=_busy_message(job), status=409)
+    except jobs.TooManyChoices:
+        message = _(
+            "You have changed who stays %(count)s times for this photo, the most we allow. Your preview "
+            "and download stay as they are; to start again, upload the photo again."
+        ) % {"count": settings.CHOICES_PER_JOB}
+        return _job_page(request, job, choice_error=message, status=429)
+    except jobs.JobGone:
+        raise Http404("job expired or deleted during the choice") from None
+    except (jobs.StoreFull, jobs.PoolFull) as full:
+        return error_response(request, 503, "busy", retry_after=full.retry_after)
+    return see_other(reverse("job", args=[token]))
 
 
 @require_POST
@@ -306,13 +366,20 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
     except jobs.JobGone:
         raise Http404("job expired or deleted during unlock") from None
     except jobs.JobBusy:
-        return _job_page(request, job, unlock_error=_busy_message(), status=409)
+        return _job_page(request, job, unlock_error=_busy_message(job), status=409)
     except (jobs.StoreFull, jobs.PoolFull) as full:
         return error_response(request, 503, "busy", retry_after=full.retry_after)
     return see_other(job_url)
 
 
-def _busy_message() -> str:
+def _busy_message(job: store.Job) -> str:
+    """Why the job cannot take a choice or a code right now."""
+    if job.state in (store.QUEUED, store.PROCESSING):
+        return _("The preview is not ready yet. Please wait a moment.")
+    if job.state == store.FAILED:
+        return _("This photo could not be processed. Please upload it again.")
+    if job.delivery == store.FINISHING:
+        return _("The full-resolution image is being prepared. Please wait a moment and try again.")
     return _("Your photo is being redrawn for your choice of people. Please wait a moment and try again.")
 
 

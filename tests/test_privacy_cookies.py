@@ -67,6 +67,8 @@ def public_paths(token: str) -> list[str]:
         f"/jobs/{token}/status",
         f"/jobs/{token}/preview",
         f"/jobs/{token}/before",
+        f"/jobs/{token}/people",
+        f"/jobs/{token}/people/0",
         f"/jobs/{token}/unlock",
         f"/jobs/{token}/download",
         f"/jobs/{token}/download?background=white",
