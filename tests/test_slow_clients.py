@@ -2,13 +2,15 @@
 front of gunicorn, both started here on free loopback ports), and with gunicorn on its own.
 
 Behaviour tests with generous margins: the load is bounded in count and in time, and the one
-figure compared with a bound (the home page's 99th percentile under attack, < 200 ms, or twice its
-p99 just before the attack on a machine busy with other work) is about ten times what it is on an
-idle machine.
+figure compared with a bound, the issue's own (the home page's 99th percentile under attack,
+< 200 ms), is about five times what it is here with this suite alone on 2 cores (~40 ms). Other
+heavy work on the same cores (another test suite, a benchmark) starves every process of CPU and
+can push it over; the failure then says so with the load average.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -24,12 +26,13 @@ from tests.slowclients import SlowUpload, multipart, percentile, request
 from tests.test_scaleout import Gunicorn, site_environment
 
 SLOW_UPLOADERS = 50
+VISITORS = 8
 VISITOR_SECONDS = 10
-BASELINE_SECONDS = 5
-# The home page's p99 under attack must stay under 200 ms. On a machine other jobs keep busy the
-# page is slower than that with no attack at all, so the bar is then twice its p99 measured just
-# before the attack; without nginx's buffering the slow uploaders hold every request thread and
-# the home page does not answer for seconds, far above either.
+# A visitor reads a page before loading the next: the visitors' own requests (~130 a second) leave
+# the cores room, so the figure is the site's answer time, not a queue the measurement makes.
+VISITOR_PAUSE = 0.05
+# The home page's p99 under attack must stay under 200 ms (the issue's bar). Without nginx's
+# buffering the slow uploaders hold every request thread and it does not answer for seconds.
 BAR = 0.2
 TRICKLE_EVERY = 2  # seconds between two pieces of a slow body: under nginx's 10 s, so they stay
 
@@ -65,8 +68,9 @@ def _wait_ready(port: int, location: str, source: str) -> str:
     raise AssertionError("the job never finished")
 
 
-def _visit_home(port: int, seconds: float) -> tuple[list[float], list[int]]:
-    """Four visitors, each from an address of its own, load the home page for `seconds`."""
+def _visit_home(port: int, seconds: float, visitors: int = VISITORS) -> tuple[list[float], list[int]]:
+    """Visitors, each from an address of its own, load the home page for `seconds`, each pausing
+    VISITOR_PAUSE between two pages."""
     latencies: list[float] = []
     statuses: list[int] = []
 
@@ -80,12 +84,13 @@ def _visit_home(port: int, seconds: float) -> tuple[list[float], list[int]]:
                 status, took = 0, time.perf_counter() - started
             statuses.append(status)
             latencies.append(took)
+            time.sleep(VISITOR_PAUSE)
 
-    visitors = [threading.Thread(target=visit, args=(f"127.0.0.{2 + n}",)) for n in range(4)]
-    for visitor in visitors:
-        visitor.start()
-    for visitor in visitors:
-        visitor.join()
+    threads = [threading.Thread(target=visit, args=(f"127.0.1.{n}",)) for n in range(1, visitors + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return latencies, statuses
 
 
@@ -102,8 +107,8 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
     large = _noise_png(18)
     assert 17 * 1024**2 < len(large) < 20 * 1024**2
     with nginx_in_front(f"127.0.0.1:{gunicorn.port}", tmp_path / "nginx") as nginx:
-        # The home page's own p99 on this machine right now, before the attack (see BAR below).
-        baseline = _visit_home(nginx.port, BASELINE_SECONDS)
+        # A site in service has served its home page before: templates and translations loaded.
+        _visit_home(nginx.port, 1, visitors=1)
         # Fifty visitors, each from an address of its own, open an upload and trickle its body.
         slow = [SlowUpload(nginx.port, f"127.0.0.{10 + number}") for number in range(SLOW_UPLOADERS)]
         stop = threading.Event()
@@ -111,7 +116,7 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
         trickler.start()
         try:
             time.sleep(TRICKLE_EVERY + 1)  # every slow body is under way
-            # Meanwhile, four visitors load the home page as fast as they can.
+            # Meanwhile, visitors load the home page.
             latencies, statuses = _visit_home(nginx.port, VISITOR_SECONDS)
             body_files_during_uploads = nginx.temp_files()
             still_waiting = sum(not upload.answered(0) for upload in slow)
@@ -134,12 +139,13 @@ def test_fifty_slow_uploaders_leave_the_home_page_fast_and_uploads_working(gunic
         log = nginx.access_log()
 
     assert set(statuses) == {200}
-    p99, before = percentile(latencies, 0.99), percentile(baseline[0], 0.99)
-    bar = max(BAR, 2 * before)
-    assert p99 < bar, (
-        f"home page p99 {p99 * 1000:.0f} ms over {len(latencies)} requests ({before * 1000:.0f} ms before)"
+    p99 = percentile(latencies, 0.99)
+    assert p99 < BAR, (
+        f"home page p99 {p99 * 1000:.0f} ms over {len(latencies)} requests; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, other work was "
+        "starving this test of CPU: run it alone)"
     )
-    assert len(latencies) > 40
+    assert len(latencies) > 400
     assert '"ready"' in job
     assert body_files_during_uploads == []
     # The access log: path with the token cut out, no address of anybody.
