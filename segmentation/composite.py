@@ -198,8 +198,13 @@ def full_resolution_result(photo: Photo, carry: bytes) -> Result:
 
     `carry` is what `pack` made at upload.
     """
+    return result_with(photo, *unpack(carry))
+
+
+def result_with(photo: Photo, changes: Changes, edited: Image.Image | None) -> Result:
+    """`full_resolution_result` for changes already unpacked (and perhaps narrowed to a choice of
+    people: any alpha within the packed one reads only model pixels the carry kept)."""
     original = photo.open()
-    changes, edited = unpack(carry)
     image = apply_changes(original, edited, changes) if edited is not None else original
     logger.info(
         "Crowd composite %dx%d: %.1f%% of the frame taken from the model's output",

@@ -13,6 +13,7 @@ from segmentation import composite
 from segmentation.engines import engine_named, engines_in_use
 from segmentation.engines.base import EngineError
 from segmentation.engines.dashscope import DashScopeCrowd
+from segmentation.engines.sections import unpack_sections
 from segmentation.intake import accept_upload
 from segmentation.pixels import encode_jpeg
 from tests.fakes.dashscope import encode, street_scene
@@ -26,6 +27,11 @@ def decoded(data: bytes) -> np.ndarray:
 def region(pixels: np.ndarray, box) -> np.ndarray:
     left, top, right, bottom = box
     return pixels[top:bottom, left:right]
+
+
+def packed_composite(carry: bytes) -> bytes:
+    """The composite a DashScope carry packs beside its people."""
+    return unpack_sections(b"DSC1", carry)["changes"]
 
 
 def test_start_makes_one_call_and_previews_the_composite_at_working_size(dashscope_fake):
@@ -82,7 +88,7 @@ def test_the_carry_keeps_only_the_models_pixels_that_the_download_needs(dashscop
     draft = DashScopeCrowd().start(photo)
 
     whole_frame = dashscope_fake.edit(photo.open(), (2048, 1365))
-    changes, frame = composite.unpack(draft.carry)
+    changes, frame = composite.unpack(packed_composite(draft.carry))
     kept = np.asarray(frame).any(axis=2)
     assert 0.05 < kept.mean() < 0.2  # the two passers-by and their margins, not the frame
     assert np.array_equal(np.asarray(frame)[kept], np.asarray(whole_frame)[kept])
@@ -96,9 +102,9 @@ def test_nothing_removed_carries_no_frame(dashscope_fake):
 
     draft = DashScopeCrowd().start(photo)
 
-    changes, frame = composite.unpack(draft.carry)
+    changes, frame = composite.unpack(packed_composite(draft.carry))
     assert frame is None and not changes.any
-    assert len(draft.carry) < 10_000
+    assert len(packed_composite(draft.carry)) < 10_000
     assert np.array_equal(np.asarray(draft.preview), np.asarray(photo.open_reduced(composite.COMPARISON_LONG_SIDE)))
 
 

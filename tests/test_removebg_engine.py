@@ -46,7 +46,7 @@ def test_preview_first_pays_a_quarter_at_upload_and_one_at_unlock(removebg_fake,
     engine = RemoveBgCutout()
 
     draft = engine.start(photo)
-    assert isinstance(draft, Draft) and draft.carry is None
+    assert isinstance(draft, Draft) and draft.carry is not None  # the people and the preview cutout
     assert draft.preview.width * draft.preview.height <= 250_000
     assert_cut_out(draft.preview)
     assert [r.fields["size"] for r in removebg_fake.requests] == ["preview"]
@@ -60,6 +60,10 @@ def test_preview_first_pays_a_quarter_at_upload_and_one_at_unlock(removebg_fake,
     assert_cut_out(image)
     assert [r.fields["size"] for r in removebg_fake.requests] == ["preview", "full"]
     assert credits() == 1.25 == removebg_fake.credits_charged
+    # The job keeps the raw full cutout: unlocking again (a changed choice) costs nothing.
+    assert result.carry is not None and result.data in result.carry
+    assert engine.finish(photo, result.carry).data == result.data
+    assert credits() == 1.25
 
 
 def test_only_unlocked_jobs_pay_the_full_credit(removebg_fake, settings, credits):
@@ -112,12 +116,11 @@ def test_upfront_pays_one_credit_at_upload_and_nothing_at_unlock(removebg_fake, 
     assert [r.fields["size"] for r in removebg_fake.requests] == ["full"]
     assert draft.preview.width * draft.preview.height <= PREVIEW_MAX_PIXELS
     assert_cut_out(draft.preview)
-    assert draft.carry is not None and decode(draft.carry).size == (1600, 1200)
     assert credits() == 1
 
     result = engine.finish(photo, draft.carry)
     assert len(removebg_fake.requests) == 1  # no second call
-    assert result.data == draft.carry
+    assert result.data in draft.carry and result.carry is None  # the carry held the result
     assert (result.width, result.height, result.media_type) == (1600, 1200, "image/png")
     assert_cut_out(decode(result.data))
     assert credits() == 1

@@ -4,7 +4,9 @@ It checks what remove.bg checks (the key header in any case, exactly one source,
 its magic bytes, 22 MB and 50 MP, `size`, `format`, `type`), answers like remove.bg (error bodies,
 success headers, raw, JSON and ZIP results, credits per size) and records every request it got,
 so tests can assert on what was sent. Its cutout is simple but real: pixels that differ from the
-median colour of the image's border are foreground, at the size remove.bg would return.
+median colour of the image's border are foreground, at the size remove.bg would return, except in
+the rectangles of `leave_out` (fractions of the frame: left, top, right, bottom), which it leaves
+out the way remove.bg leaves out someone it takes for a bystander.
 
 The account holds `balance` credits (1000 to start; tests set it): each cutout is charged from it,
 a cutout it cannot pay for is refused with 402 as remove.bg refuses it, and `GET /account` reports
@@ -118,6 +120,7 @@ class FakeRemoveBg(FakeServer):
     def __init__(self, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0):
         super().__init__(api_key, host, port)
         self.out_of_credits = False
+        self.leave_out: list[tuple[float, float, float, float]] = []
         self._forced: deque[Forced] = deque()
         self._delays: deque[tuple[float, bool]] = deque()
         self._credits = 0.0
@@ -282,6 +285,10 @@ class FakeRemoveBg(FakeServer):
             return _error(400, "Failed to read image", "failed_to_read_image")
 
         alpha = _foreground_alpha(rgb)
+        for left, top, right, bottom in self.leave_out:
+            alpha.paste(
+                0, (int(left * rgb.width), int(top * rgb.height), int(right * rgb.width), int(bottom * rgb.height))
+            )
         box = alpha.getbbox()
         if box is None or _coverage(alpha) < 0.005:
             return _error(400, "Could not identify foreground in image", "unknown_foreground")
