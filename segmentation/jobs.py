@@ -576,6 +576,7 @@ def redraw(token: str, since: float, keep: frozenset[int]) -> None:
         if result is not None and result.carry is not None:
             _keep_carry(job, result.carry)
         job.people, job.choosing_since, job.choice_error = people, None, ""
+        job.drawn += 1
         store.save(job)
     except EngineError as exc:
         logger.warning("Choice failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)

@@ -65,6 +65,7 @@ class Job:
     people: list = field(default_factory=list)
     choosing_since: float | None = None  # a new choice of people is being drawn since then
     choices: int = 0  # choices drawn (or being drawn) so far, within CHOICES_PER_JOB
+    drawn: int = 0  # choices drawn and stored: the preview's version, in its address on the page
     choice_error: str = ""  # for the visitor, when drawing their last choice failed
 
     @property

@@ -54,8 +54,9 @@ def unlocked(client, job: store.Job) -> store.Job:
     return job
 
 
-def reservations() -> list[str]:
-    return [key for key in caches["jobs"]._cache if "reserved" in key]
+def reservations(job: store.Job) -> list[str]:
+    """The job's reservations still counted in the store."""
+    return [key for key in caches["jobs"]._cache if job.token in key and "reserved" in key]
 
 
 def test_the_job_lists_the_people_with_the_automatic_choice(ready_job):
@@ -121,7 +122,7 @@ def test_a_full_pool_refuses_the_choice_and_counts_nothing(ready_job, monkeypatc
     with pytest.raises(jobs.PoolFull):
         jobs.choose(ready_job, frozenset({0}))
     job = jobs.get(ready_job.token)
-    assert not job.choosing and job.choices == 0 and reservations() == []
+    assert not job.choosing and job.choices == 0 and reservations(job) == []
 
 
 def test_after_unlocking_a_new_choice_makes_a_new_full_result_without_a_code(client, ready_job):
@@ -143,7 +144,7 @@ def test_after_unlocking_a_new_choice_makes_a_new_full_result_without_a_code(cli
     assert opaque[1] < 0.3 * opaque[0]
     assert UnlockCode.objects.get().used == 1
     wait_for_pool_idle()
-    assert reservations() == [], "the room reserved for the second result is given back"
+    assert reservations(job) == [], "the room reserved for the second result is given back"
 
 
 def test_a_failed_remake_after_unlocking_keeps_the_paid_result_and_says_so(client, ready_job, monkeypatch):
@@ -162,4 +163,4 @@ def test_a_failed_remake_after_unlocking_keeps_the_paid_result_and_says_so(clien
     assert store.get_image(job, "preview") == preview and job.people == people
     assert client.get(f"/jobs/{job.token}/download").content == paid
     wait_for_pool_idle()
-    assert reservations() == []
+    assert reservations(job) == []

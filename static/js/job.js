@@ -1,5 +1,6 @@
 // Job page: live status without reloading, the before/after comparison, backgrounds behind the
-// preview (and in the download link), a countdown to deletion, and a check of the unlock code.
+// preview (and in the download link), a countdown to deletion, a check of the unlock code, and the
+// people outlined on the preview, where a tap keeps or lets go of someone.
 // Without JavaScript the page refreshes itself while busy (<noscript> meta refresh), shows both
 // images side by side and offers a link per background: everything here is an improvement.
 (function () {
@@ -10,6 +11,7 @@
   var statusUrl = job.dataset.statusUrl;
   var state = job.dataset.state;
   var delivery = job.dataset.delivery;
+  var choosing = job.dataset.choosing;
   var deadline = Date.now() + parseInt(job.dataset.expiresIn, 10) * 1000;
   var busySince = Date.now();
   // The visitor's background choice survives the page updating itself (e.g. after unlocking).
@@ -24,7 +26,7 @@
   }
 
   function isBusy() {
-    return state === "queued" || state === "processing" || delivery === "finishing";
+    return state === "queued" || state === "processing" || delivery === "finishing" || choosing === "true";
   }
 
   // --- Live status -------------------------------------------------------------------------
@@ -42,7 +44,7 @@
           return;
         }
         deadline = Date.now() + status.expires_in * 1000;
-        if (status.state !== state || status.delivery !== delivery) update();
+        if (status.state !== state || status.delivery !== delivery || String(status.choosing) !== choosing) update();
         else if (isBusy()) window.setTimeout(poll, 1000);
       })
       .catch(function () { window.setTimeout(poll, 3000); });
@@ -57,24 +59,35 @@
         return response.text();
       })
       .then(function (html) {
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("job");
-        if (!fresh) throw new Error("no job in page");
-        var wasBusy = isBusy();
-        state = fresh.dataset.state;
-        delivery = fresh.dataset.delivery;
-        job.dataset.state = state;
-        job.dataset.delivery = delivery;
-        ["steps", "job-body", "job-actions"].forEach(function (id) {
-          var old = document.getElementById(id);
-          var replacement = fresh.querySelector("#" + id);
-          if (old && replacement) old.replaceWith(document.importNode(replacement, true));
-        });
-        document.getElementById("status").innerHTML = fresh.querySelector("#status").innerHTML;
-        if (!wasBusy || isBusy()) busySince = Date.now();
-        enhance();
-        if (isBusy()) window.setTimeout(poll, 1000);
+        if (!applyPage(html)) throw new Error("no job in page");
       })
       .catch(function () { window.setTimeout(update, 3000); });
+  }
+
+  // Put a fresh copy of the job page's changing parts in place; false if `html` is not one.
+  // Focus stays on the control the visitor was using (`focused`, or the focused element's id).
+  function applyPage(html, focused) {
+    var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("job");
+    if (!fresh) return false;
+    var wasBusy = isBusy();
+    focused = focused || (document.activeElement && document.activeElement.id);
+    state = fresh.dataset.state;
+    delivery = fresh.dataset.delivery;
+    choosing = fresh.dataset.choosing;
+    job.dataset.state = state;
+    job.dataset.delivery = delivery;
+    job.dataset.choosing = choosing;
+    ["steps", "job-body", "job-actions"].forEach(function (id) {
+      var old = document.getElementById(id);
+      var replacement = fresh.querySelector("#" + id);
+      if (old && replacement) old.replaceWith(document.importNode(replacement, true));
+    });
+    document.getElementById("status").innerHTML = fresh.querySelector("#status").innerHTML;
+    if (!wasBusy || isBusy()) busySince = Date.now();
+    enhance();
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    if (isBusy()) window.setTimeout(poll, 1000);
+    return true;
   }
 
   function tickElapsed() {
@@ -207,8 +220,103 @@
     });
   }
 
+  // --- Who stays ----------------------------------------------------------------------------
+
+  // Each person's checkbox is the control (keyboard, screen readers, no scripts); the outlines on
+  // the preview are a pointer's shortcut to the same checkboxes.
+  function enhancePeople() {
+    var form = document.getElementById("people-form");
+    if (!form) return;
+    var overlay = document.getElementById("people-overlay");
+    var live = document.getElementById("people-live");
+    var problem = document.getElementById("people-problem");
+    var inputs = Array.prototype.slice.call(form.querySelectorAll("input[name=keep]"));
+    var outlines = {};
+
+    function message(input) {
+      var text = input.checked ? form.dataset.msgKept : form.dataset.msgGone;
+      return text.replace("{number}", input.dataset.number) + " " + form.dataset.msgUpdate;
+    }
+    function show(input) {
+      var outline = outlines[input.value];
+      if (!outline) return;
+      outline.classList.toggle("kept", input.checked);
+      outline.classList.toggle("gone", !input.checked);
+    }
+
+    if (overlay) {
+      overlay.textContent = "";
+      // Larger people first, so that a smaller one standing in front stays on top and tappable.
+      inputs
+        .map(function (input) {
+          var box = input.dataset.box.split(",").map(parseFloat);
+          return { input: input, box: box, area: box[2] * box[3] };
+        })
+        .sort(function (a, b) { return b.area - a.area; })
+        .forEach(function (person) {
+          var outline = document.createElement("button");
+          outline.type = "button";
+          outline.tabIndex = -1; // the checkbox is the keyboard's control; this is for pointers
+          outline.className = "person-outline";
+          outline.style.left = person.box[0] * 100 + "%";
+          outline.style.top = person.box[1] * 100 + "%";
+          outline.style.width = person.box[2] * 100 + "%";
+          outline.style.height = person.box[3] * 100 + "%";
+          var badge = document.createElement("span");
+          badge.className = "person-badge";
+          badge.textContent = person.input.dataset.number;
+          outline.appendChild(badge);
+          outline.addEventListener("click", function () {
+            person.input.checked = !person.input.checked;
+            person.input.dispatchEvent(new Event("change"));
+          });
+          outlines[person.input.value] = outline;
+          overlay.appendChild(outline);
+          show(person.input);
+        });
+    }
+
+    inputs.forEach(function (input) {
+      input.addEventListener("change", function () {
+        show(input);
+        problem.hidden = true;
+        live.textContent = message(input);
+      });
+    });
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!inputs.some(function (input) { return input.checked; })) {
+        problem.textContent = form.dataset.msgNobody;
+        problem.hidden = false;
+        return;
+      }
+      var button = document.getElementById("people-submit");
+      var focused = document.activeElement && document.activeElement.id;
+      button.disabled = true;
+      // The server answers 303 to the job page (fetch follows it), or a page saying why not: both
+      // are put in place like any update, and the page then polls until the redraw is done.
+      fetch(form.action, {
+        method: "POST",
+        body: new URLSearchParams(new FormData(form)),
+        cache: "no-store",
+        credentials: "omit",
+      })
+        .then(function (response) { return response.text(); })
+        .then(function (html) {
+          if (!applyPage(html, focused)) throw new Error("not the job page");
+        })
+        .catch(function () {
+          button.disabled = false;
+          problem.textContent = form.dataset.msgBusy;
+          problem.hidden = false;
+        });
+    });
+  }
+
   function enhance() {
     enhanceCompare();
+    enhancePeople();
     enhanceBackgrounds();
     enhanceUnlock();
     tickElapsed();
