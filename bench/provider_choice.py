@@ -12,7 +12,7 @@ cutout (after an on_unlock unlock the carry holds it too, and `finish` is the sa
 call). Photo: bench/support.py's scene (the astronaut in front of the coffee photo, with grain)
 with two smaller passers-by, as bench/engines.py's crowd photo. Medians of --runs runs.
 
-    flock /work/wt/quiet.lock .venv/bin/python bench/provider_choice.py [--runs 3] [--sizes 3 12]
+    .venv/bin/python bench/provider_choice.py [--runs 3] [--sizes 3 12]
 """
 
 from __future__ import annotations
