@@ -16,6 +16,8 @@ from segmentation.engines.base import EngineError
 from segmentation.engines.removebg import RemoveBgCutout
 from segmentation.engines.sections import pack_sections, unpack_sections
 from segmentation.intake import accept_upload
+from segmentation.pixels import encode_png
+from segmentation.providers import removebg
 from tests.test_local_cutout import encode
 from tests.test_people import scene_with
 
@@ -240,3 +242,23 @@ def test_what_someone_cut_away_holds_goes_with_them(removebg_fake, settings):
     chosen = engine.choose(photo, draft.carry, frozenset({subject.id}))
 
     assert alpha_of(chosen.preview)[at(bag | companion_truth, size)].max() == 0
+
+
+def test_without_credits_the_embedded_preview_offers_no_choice(removebg_fake, scene):
+    photo, _truths = scene
+    removebg_fake.balance = 0.0
+    engine = RemoveBgCutout()
+    draft = engine.start(photo)
+    assert draft.carry is None and engine.people(draft.carry) == []
+    with pytest.raises(EngineError):
+        engine.choose(photo, draft.carry, frozenset({0}))
+    assert removebg_fake.requests == []
+
+
+def test_a_job_started_before_choices_still_unlocks_without_a_call(removebg_fake, scene):
+    photo, _truths = scene
+    old_carry = encode_png(removebg.cut_out(photo, "full"))  # an upfront job's carry was the result
+    engine = RemoveBgCutout()
+    assert engine.people(old_carry) == []
+    assert engine.finish(photo, old_carry).data == old_carry
+    assert calls(removebg_fake) == ["full"]
