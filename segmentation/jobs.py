@@ -179,6 +179,13 @@ def result_bytes(photo_meta: dict) -> int:
     return RESULT_BYTES_PER_PIXEL * photo_meta.get("width", 0) * photo_meta.get("height", 0)
 
 
+def unlock_bytes(job: store.Job) -> int:
+    """Room making the full result needs: the result, and for remove.bg also its raw full cutout,
+    which `finish` hands back as Result.carry and the job keeps, so that a changed choice of people
+    after unlocking needs no call (engines.removebg)."""
+    return result_bytes(job.photo_meta) * (2 if job.engine == "removebg" else 1)
+
+
 def phase_one_bytes(engine: str, photo_meta: dict) -> int:
     if engine == "removebg" and settings.REMOVEBG_FULL_RESULT == "upfront":
         return PHASE_ONE_BYTES + result_bytes(photo_meta)  # its carry is the full result
@@ -306,7 +313,7 @@ def begin_unlock(job: store.Job, code: str) -> None:
             return
         if job.choosing:
             raise JobBusy
-        store.reserve(job, store.RESULT, result_bytes(job.photo_meta))
+        store.reserve(job, store.RESULT, unlock_bytes(job))
         try:
             redemption = redeem(code, tool=job.mode)
         except BaseException:
@@ -432,6 +439,10 @@ def _finish(token: str, redemption: int) -> None:
             _give_back(token, redemption, "")  # deleted, expired or timed out before delivery
             return
         store.put_image(job, "result", result.data)
+        # The carry stays after unlocking: a changed choice of people is made from it, without a
+        # code. What the engine hands back for that (remove.bg's full cutout) has its room reserved.
+        if result.carry is not None:
+            store.put_image(job, "carry", result.carry)
     except EngineError as exc:
         logger.warning("Full result failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail)
         usage.failed(job.mode, "unlock_unavailable" if exc.retryable else "unlock_unusable")
@@ -445,13 +456,10 @@ def _finish(token: str, redemption: int) -> None:
     # Confirm first, then deliver: the use is spent only if it was still reserved for this job. A
     # deadline that gave it back meanwhile (another request, another process) wins: the result is
     # dropped and the job stays as the deadline left it, so no result is ever free.
-    store.drop_reservation(job, store.RESULT)  # the result is stored, at its real size
+    store.drop_reservation(job, store.RESULT)  # the result (and carry) stored, at their real size
     if not confirm(redemption):
         store.delete_image(job, "result")
         return
-    # The carry stays: a changed choice of people after unlocking is made from it, without a code.
-    if result.carry is not None:
-        _keep_carry(job, result.carry)
     # The reservation is now a delivered use; the job forgets which redemption paid for it. (A
     # visitor who presses "Delete now" in the instant between the two lines has spent the use.)
     job.delivery, job.delivery_error, job.redemption = store.UNLOCKED, "", None
@@ -474,20 +482,6 @@ def _give_back(token: str, redemption: int, message: str) -> None:
         job.delivery, job.redemption = store.LOCKED, None
         job.delivery_error = message + " " + _("Your code was not used; you can try again.")
         store.save(job)
-
-
-def _keep_carry(job: store.Job, carry: bytes) -> None:
-    """Keep `carry` (Result.carry: remove.bg's full cutout, say) in place of the job's carry, if
-    the store has room for it; otherwise the old carry stays, and a later choice is made from it."""
-    try:
-        store.reserve(job, store.RESULT, len(carry))
-    except StoreFull:
-        logger.warning("No room to keep the %s engine's carry after unlocking; the old one stays.", job.engine)
-        return
-    try:
-        store.put_image(job, "carry", carry)
-    finally:
-        store.drop_reservation(job, store.RESULT)
 
 
 # --- Choosing who stays ------------------------------------------------------------------------
@@ -531,7 +525,7 @@ def choose(job: store.Job, keep: frozenset[int]) -> None:
         if job.choices >= settings.CHOICES_PER_JOB:
             raise TooManyChoices
         if job.unlocked:  # the new full result is stored while the old one still is
-            store.reserve(job, store.RESULT, result_bytes(job.photo_meta))
+            store.reserve(job, store.RESULT, unlock_bytes(job))
         job.choosing_since, job.choice_error = time.time(), ""
         job.choices += 1
         if not store.save(job):
@@ -571,10 +565,9 @@ def redraw(token: str, since: float, keep: frozenset[int]) -> None:
             store.put_image(job, "result", result.data)
             job.result = {"media_type": result.media_type, "width": result.width, "height": result.height}
         store.put_image(job, "preview", preview)
-        store.put_image(job, "carry", draft.carry)
-        store.drop_reservation(job, store.RESULT)  # the new result is stored, at its real size
-        if result is not None and result.carry is not None:
-            _keep_carry(job, result.carry)
+        kept_carry = result.carry if result is not None and result.carry is not None else draft.carry
+        store.put_image(job, "carry", kept_carry)
+        store.drop_reservation(job, store.RESULT)  # the new result (and carry) stored, at their real size
         job.people, job.choosing_since, job.choice_error = people, None, ""
         job.drawn += 1
         store.save(job)

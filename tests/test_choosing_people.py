@@ -164,3 +164,25 @@ def test_a_failed_remake_after_unlocking_keeps_the_paid_result_and_says_so(clien
     assert client.get(f"/jobs/{job.token}/download").content == paid
     wait_for_pool_idle()
     assert reservations(job) == []
+
+
+def test_remove_bg_unlocks_only_with_room_for_its_full_cutout_kept_beside_the_result(
+    client, settings, removebg_fake, group_photo
+):
+    """remove.bg hands back its raw full cutout (Result.carry) so that a later choice needs no call;
+    room for it is reserved with the result's, or a store too full for both refuses the unlock
+    before any call (and later choices could never need one)."""
+    settings.BACKGROUND_ENGINE, settings.REMOVEBG_FULL_RESULT = "removebg", "on_unlock"
+    settings.UPLOADS_PER_MINUTE = settings.PAID_UPLOADS_PER_MINUTE = 0
+    job = wait_ready(token_of(upload(client, group_photo)))
+    assert job.engine == "removebg", job.error
+    calls = len(removebg_fake.requests)
+    used = store.usage()[0]
+    settings.IMAGE_STORE_MAX_BYTES = used + jobs.result_bytes(job.photo_meta) * 3 // 2
+
+    code = issue(count=1, max_uses=1, expires_at=None, label="room").displayed[0]
+    response = client.post(f"/jobs/{job.token}/unlock", {"code": code})
+
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert len(removebg_fake.requests) == calls and UnlockCode.objects.get().used == 0
+    assert reservations(job) == [] and not jobs.get(job.token).unlocked
