@@ -64,6 +64,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=float, nargs="+", default=[3, 12])
+    parser.add_argument(
+        "--scenes",
+        type=int,
+        nargs="*",
+        default=[11, 13],
+        help="bench/people.py scenes (real people, needs opencv-doc) to time the finding on: "
+        "11 is a group of four, 13 a subject with four passers-by",
+    )
     args = parser.parse_args()
 
     import django
@@ -133,7 +141,29 @@ def main() -> None:
                     f"{judge_s:>9.3f}s {choose_s:>6.2f}s {finish_s:>6.2f}s {start_s:>11.2f}s "
                     f"{len(carry) / 1024:>7.0f}kB"
                 )
+        if args.scenes:
+            _find_on_real_people(args, provider_people, accept_upload)
         print(f"after: {load_average()}")
+
+
+def _find_on_real_people(args, provider_people, accept_upload) -> None:
+    """The finding alone, on photos of several real people: its cost grows with the people found."""
+    from PIL import Image
+
+    from bench.people import SCENES, make_scene
+    from segmentation.pixels import encode
+
+    print(f"{'finding on':28} {'photo':>11} {'remove.bg':>16} {'DashScope':>16}")
+    for index in args.scenes:
+        for megapixels in args.sizes:
+            scene = make_scene(index, megapixels)
+            photo = accept_upload(encode(Image.fromarray(scene.pixels), "JPEG", quality=90))
+            cells = []
+            for small in (False, True):
+                finding = lambda small=small: provider_people.find(photo, small=small)  # noqa: E731
+                seconds, (_size, people) = timed(finding, args.runs)
+                cells.append(f"{seconds:.2f}s ({len(people)} found)")
+            print(f"{SCENES[index][0]:28} {photo.width}×{photo.height:<5} {cells[0]:>16} {cells[1]:>16}")
 
 
 def _section(carry: bytes, name: str) -> bytes:
