@@ -11,7 +11,7 @@ import pytest
 from django.utils import translation
 from PIL import Image
 
-from segmentation.engines import provider_people
+from segmentation.engines import engine_named, provider_people
 from segmentation.engines.base import EngineError
 from segmentation.engines.removebg import RemoveBgCutout
 from segmentation.engines.sections import pack_sections, unpack_sections
@@ -262,3 +262,21 @@ def test_a_job_started_before_choices_still_unlocks_without_a_call(removebg_fake
     assert engine.people(old_carry) == []
     assert engine.finish(photo, old_carry).data == old_carry
     assert calls(removebg_fake) == ["full"]
+
+
+@pytest.mark.parametrize("mode, carried", [("on_unlock", ["preview", "full"]), ("upfront", ["full"])])
+def test_an_id_photo_offers_no_choice_and_looks_for_nobody(removebg_fake, settings, scene, monkeypatch, mode, carried):
+    settings.REMOVEBG_FULL_RESULT = mode
+    photo, _truths = scene
+    cutout = engine_named("idphoto", "removebg", "cn-1inch").cutout
+    assert isinstance(cutout, RemoveBgCutout) and not cutout.offers_choice
+
+    def no_finding(*args, **kwargs):
+        raise AssertionError("an ID photo's cutout looked for people")
+
+    monkeypatch.setattr(provider_people, "find", no_finding)
+    draft = cutout.start(photo)
+    assert cutout.people(draft.carry) == []
+    result = cutout.finish(photo, draft.carry)
+    assert (result.width, result.height) == SIZE and result.carry is None
+    assert calls(removebg_fake) == carried

@@ -46,6 +46,10 @@ def engine_named(mode: str, name: str, spec: str = "") -> Engine:
     if mode == IDPHOTO:
         from segmentation.engines.idphoto import IdPhoto
 
+        if name == "removebg":  # an ID photo offers no choice of people: remove.bg need not find them
+            from segmentation.engines.removebg import RemoveBgCutout
+
+            return IdPhoto(RemoveBgCutout(offers_choice=False), spec, name)
         return IdPhoto(engine_named(CUTOUT, name), spec, name)
     try:
         path = ENGINES[mode, name]

@@ -65,6 +65,11 @@ def cut_out(photo: Photo, size: str) -> Image.Image:
 
 
 class RemoveBgCutout(Engine):
+    def __init__(self, offers_choice: bool = True):
+        # Without a choice (ID photos frame one person) nobody is looked for, and the carry is what
+        # it was before choices: nothing, or in `upfront` the full cutout's PNG alone.
+        self.offers_choice = offers_choice
+
     def start(self, photo: Photo) -> Draft:
         if not removebg_account.can_afford(removebg_account.PREVIEW_CREDITS):
             from segmentation.engines.local import LocalCutout
@@ -80,6 +85,8 @@ class RemoveBgCutout(Engine):
             del cutout
         else:
             preview = cut_out(photo, "preview")
+        if not self.offers_choice:
+            return Draft(preview=preview, carry=full_png)
         size, people = provider_people.find(photo, small=False)
         shares = provider_people.covered(people, size, np.asarray(preview.getchannel("A"), np.float32) / 255)
         kept = {i for i, share in enumerate(shares) if share > provider_people.MOSTLY}
@@ -90,7 +97,7 @@ class RemoveBgCutout(Engine):
         if carry is None:  # the embedded engine made the preview: remove.bg's cutout as it comes
             cutout = cut_out(photo, "full")
             return Result(encode_png(cutout), "image/png", cutout.width, cutout.height)
-        if carry.startswith(b"\x89PNG"):  # a job started before choices: its carry is the result
+        if carry.startswith(b"\x89PNG"):  # no choice (or a job started before choices): the result
             return _result(carry)
         cast, preview_png, full_png = _unpack(carry)
         if full_png is not None:
