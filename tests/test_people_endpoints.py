@@ -157,3 +157,14 @@ def test_a_cross_site_choice_is_refused_and_changes_nothing(client):
         refused(response, 403, "can only be sent from this website")
     job = jobs.get(job.token)
     assert job.people == PEOPLE and job.choices == 0 and not job.choosing
+
+
+def test_the_page_offers_the_choice_until_the_bound_is_reached(client, settings):
+    settings.CHOICES_PER_JOB = 3
+    page = client.get(f"/jobs/{job_in_store(choices=1).token}/").content.decode()
+    assert page.count('name="keep"') == 3 and "You can change this 2 more times." in page
+    page = client.get(f"/jobs/{job_in_store(choices=3).token}/").content.decode()
+    assert 'name="keep"' not in page and 'id="people-overlay"' not in page
+    assert "You have changed who stays as often as we allow for this photo." in page
+    page = client.get(f"/jobs/{job_in_store(people=PEOPLE[:1]).token}/").content.decode()
+    assert 'id="people"' not in page, "one person alone is no choice"
