@@ -1,5 +1,6 @@
 """The embedded crowd engine: passers-by (the astronaut again, smaller, at known places) are
-erased from generated scenes, the main subject is left exactly as it was."""
+erased from generated scenes, the main subject is left exactly as it was; the carry keeps everyone
+found, so that the visitor can choose who stays (tests/test_local_crowd_choice.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from PIL import Image
 
 from segmentation.engines.base import EngineError
-from segmentation.engines.crowd import CarriedPerson, LocalCrowd, pack_patch, unpack_patch
+from segmentation.engines.crowd import Crowd, Hole, LocalCrowd, pack_crowd, unpack_crowd
+from segmentation.engines.packing import PackedPerson
 from segmentation.intake import accept_upload
 from tests.test_local_cutout import SCENES, background, decode, encode, paste_person
 
@@ -74,9 +76,10 @@ def test_subject_pixels_are_exactly_untouched():
     # Both passers-by, the one close to the subject and the small one far left, are gone.
     for person in split_people(passer_by):
         assert error(erased[..., :3], empty, person) < 0.5 * error(original[..., :3], empty, person)
-    # Nothing changed far from them.
+    # Nothing changed far from them: within the erase margin and seam (1.4 % of the long side) and
+    # what the outline adds (the pose model draws the astronaut's bust ~25 px past its cut-off end).
     changed = np.any(erased != original, axis=2)
-    near = cv2.dilate(passer_by.astype(np.uint8), np.ones((81, 81), np.uint8)) > 0
+    near = cv2.dilate(passer_by.astype(np.uint8), np.ones((121, 121), np.uint8)) > 0
     assert not changed[~near].any()
 
 
@@ -110,7 +113,7 @@ def test_nobody_else_gives_a_note_and_the_original_photo():
     result = engine.finish(photo, draft.carry)
 
     assert "no one" in draft.note
-    assert draft.carry == b""  # said explicitly: nothing to remove
+    assert [person.kept for person in engine.people(draft.carry)] == [True]
     assert result.data == photo.upright_bytes()[0]
     assert (result.media_type, result.width, result.height) == ("image/jpeg", WIDTH, HEIGHT)
 
@@ -168,54 +171,85 @@ def test_the_fill_has_the_backgrounds_texture_not_a_smudge(kind):
     assert fine_texture(erased, passer_by) >= 0.6 * fine_texture(empty, passer_by)
 
 
-def test_the_carry_keeps_each_persons_mask_and_whether_they_stay():
+def test_the_carry_keeps_each_persons_outline_and_whether_they_stay():
     scene, _empty, subject, passer_by = crowd_scene("landscape", (450, 1100, 700), (180, 60, 250))
     photo = accept_upload(encode(scene))
 
-    working_size, _box, _alpha, _fill, people = unpack_patch(LocalCrowd().start(photo).carry)
+    crowd = unpack_crowd(LocalCrowd().start(photo).carry)
 
-    def placed(person: CarriedPerson) -> np.ndarray:
-        mask = np.zeros(working_size[::-1], bool)
+    def placed(person: PackedPerson) -> np.ndarray:
+        mask = np.zeros(crowd.size[::-1], bool)
         height, width = person.mask.shape
-        mask[person.top : person.top + height, person.left : person.left + width] = person.mask
+        left, top = person.origin
+        mask[top : top + height, left : left + width] = person.mask >= 128
         return cv2.resize(mask.astype(np.uint8), (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST) > 0
 
     def overlap(a: np.ndarray, b: np.ndarray) -> float:
         return np.count_nonzero(a & b) / np.count_nonzero(a | b)
 
-    kept = [placed(person) for person in people if person.kept]
-    erased = [placed(person) for person in people if not person.kept]
+    kept = [placed(person) for person, stays in zip(crowd.people, crowd.kept, strict=True) if stays]
+    erased = [placed(person) for person, stays in zip(crowd.people, crowd.kept, strict=True) if not stays]
     assert len(kept) == 1 and overlap(kept[0], subject) > 0.8
     truths = split_people(passer_by)
     assert len(erased) == len(truths) == 2
     for truth in truths:
         assert max(overlap(mask, truth) for mask in erased) > 0.6
+    assert len(crowd.holes) == 2  # one per passer-by: they stand apart
 
 
-def test_the_carry_round_trips_masks_boxes_and_choices():
+def test_the_carry_round_trips_people_choices_and_holes():
     rng = np.random.default_rng(3)
-    alpha = np.zeros((90, 120), np.uint8)
-    alpha[20:50, 30:45] = 255
-    columns, rows = np.meshgrid(np.arange(120), np.arange(90))
-    filled = np.dstack([columns, rows, np.full((90, 120), 99)]).astype(np.uint8)
     people = [
-        CarriedPerson(5, 7, rng.random((40, 13)) > 0.5, kept=True),
-        CarriedPerson(30, 20, rng.random((30, 15)) > 0.3, kept=False),
+        PackedPerson((rng.random((40, 13)) * 255).astype(np.uint8), (5, 7), 0.9),
+        PackedPerson((rng.random((30, 15)) * 255).astype(np.uint8), (30, 20), 0.6),
+    ]
+    columns, rows = np.meshgrid(np.arange(15), np.arange(30))
+    fill = np.dstack([columns * 9, rows * 5, np.full((30, 15), 99)]).astype(np.uint8)
+    hole = Hole.made((30, 20), (rng.random((30, 15)) * 255).astype(np.uint8), fill)
+
+    back = unpack_crowd(pack_crowd(Crowd((120, 90), people, (True, False), [hole])))
+
+    assert back.size == (120, 90) and back.kept == (True, False)
+    for person, original in zip(back.people, people, strict=True):
+        assert person.origin == original.origin and np.array_equal(person.mask, original.mask)
+    (hole_back,) = back.holes
+    assert hole_back.origin == (30, 20) and np.array_equal(hole_back.alpha, hole.alpha)
+    assert np.abs(hole_back.fill.astype(int) - fill).mean() < 2  # JPEG at quality 95
+
+
+def damaged_carries() -> list[bytes]:
+    person = PackedPerson(np.full((40, 13), 255, np.uint8), (5, 7), 0.9)
+    hole = Hole.made((30, 20), np.full((10, 10), 255, np.uint8), np.zeros((10, 10, 3), np.uint8))
+    carry = pack_crowd(Crowd((120, 90), [person], (True,), [hole]))
+    outside = pack_crowd(Crowd((120, 90), [person], (True,), [Hole((115, 20), hole.alpha, hole.jpeg)]))
+    return [
+        b"LCP2" + carry[4:],  # another engine's (or an older) carry
+        carry[:-7],  # cut short
+        carry[:30] + bytes(len(carry) - 30),  # hole and people zeroed
+        carry[:8] + b"\x07" + carry[9:],  # a choice that is neither kept nor erased
+        outside,  # a hole beyond the photo
+        b"",
     ]
 
-    working_size, box, alpha_back, fill_back, people_back = unpack_patch(pack_patch(alpha, filled, people))
 
-    assert working_size == (120, 90) and box == (30, 20, 45, 50)
-    assert np.array_equal(alpha_back, alpha[20:50, 30:45])
-    assert np.abs(fill_back.astype(int) - filled[20:50, 30:45]).mean() < 2  # JPEG at quality 95
-    assert [(p.left, p.top, p.kept) for p in people_back] == [(5, 7, True), (30, 20, False)]
-    for back, person in zip(people_back, people, strict=True):
-        assert np.array_equal(back.mask, person.mask)
-
-
-def test_a_damaged_carry_is_refused():
-    alpha = np.full((10, 10), 255, np.uint8)
-    carry = pack_patch(alpha, np.zeros((10, 10, 3), np.uint8), [])
-
+@pytest.mark.parametrize("carry", damaged_carries())
+def test_a_damaged_carry_is_refused(carry):
     with pytest.raises(ValueError):
-        unpack_patch(b"LCP1" + carry[4:])
+        unpack_crowd(carry)
+
+
+def test_a_damaged_carry_is_an_error_for_the_visitor_not_a_crash():
+    scene, _empty, _subject, _passer_by = crowd_scene("sky", (300, 1250, 450))
+    photo = accept_upload(encode(scene))
+    engine = LocalCrowd()
+    carry = engine.start(photo).carry
+    damaged = carry[: len(carry) // 2]
+
+    for attempt in (
+        lambda: engine.finish(photo, damaged),
+        lambda: engine.people(damaged),
+        lambda: engine.choose(photo, damaged, frozenset({0})),
+    ):
+        with pytest.raises(EngineError) as caught:
+            attempt()
+        assert "upload it again" in caught.value.visitor_message

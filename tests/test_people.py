@@ -10,7 +10,7 @@ from skimage import data
 
 from segmentation.engines import group
 from segmentation.engines.packing import pack_people, unpack_people
-from segmentation.engines.people import find_people
+from segmentation.engines.people import Person, find_people, merge_duplicates
 from tests.test_local_cutout import background, iou, paste_person
 
 
@@ -90,6 +90,27 @@ def test_a_fragment_of_a_stranger_at_the_frame_edge_is_not_part_of_the_group():
     for person in kept:
         kept_mask |= person.full_mask() >= 128
     assert iou(kept_mask, truths[0]) > 0.9
+
+
+def reading(top: int, bottom: int, score: float) -> Person:
+    """A person read as the outline of rows top..bottom of one 100 px wide body."""
+    mask = np.full((bottom - top, 100), 255, np.uint8)
+    return Person(mask, (200, top), score, np.zeros((33, 2)), np.ones(33), bottom - top, (800, 600))
+
+
+def test_of_two_sure_readings_of_one_body_the_larger_stays():
+    # A detector box around a walker's upper body is read as a small whole person, as surely as
+    # the whole walker; kept first, the walker's legs were left out (and stayed in a crowd photo).
+    upper_body, whole = reading(100, 250, 0.99991), reading(100, 400, 0.99987)
+    assert merge_duplicates([upper_body, whole]) == [whole]
+    # An unsure reading never replaces a sure one, larger or not.
+    unsure = reading(100, 400, 0.6)
+    assert merge_duplicates([upper_body, unsure]) == [upper_body]
+    # People side by side are not readings of one body.
+    beside = Person(
+        np.full((300, 100), 255, np.uint8), (400, 100), 0.99, np.zeros((33, 2)), np.ones(33), 300, (800, 600)
+    )
+    assert merge_duplicates([whole, beside]) == [whole, beside]
 
 
 def test_people_survive_packing_for_the_carry():

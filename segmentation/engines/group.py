@@ -56,6 +56,12 @@ def subject_group(people: list[Person]) -> list[Person]:
     return group
 
 
+def touches(person: Person, subject: Person) -> bool:
+    """Whether the person's outline touches the subject's (a hug, a child on a lap, or a second
+    reading of part of the subject)."""
+    return _touches(person, _grown(subject, max(1, round(TOUCHING * subject.height))))
+
+
 def _grown(person: Person, reach: int) -> tuple[np.ndarray, tuple[int, int]]:
     """The person's solid outline grown by `reach` pixels, with its origin."""
     solid = np.pad((person.mask >= 128).astype(np.uint8), reach)

@@ -63,6 +63,7 @@ SAME_PLACE, SAME_HEIGHT = 0.15, 0.3
 # astronaut, read once as a bust and once as a whole figure, shared 0.9); people side by side
 # share only where one overlaps the other.
 SAME_OUTLINE = 0.6
+SURE = 0.9  # presence at which two readings of one body are equally believable
 MASK_FLOOR = 8  # of 255: below this a pixel of an outline is dropped (keeps the stored crop tight)
 
 
@@ -161,11 +162,17 @@ def find_people(rgb: np.ndarray, small: bool = False) -> list[Person]:
 def merge_duplicates(people: list[Person]) -> list[Person]:
     """People in order of preference, without the later ones whose outline mostly repeats an
     earlier one's: two looks that read one body differently (a close-up read once as a head and
-    shoulders and once as a whole figure whose legs are off the frame) give one person."""
+    shoulders and once as a whole figure whose legs are off the frame) give one person. Of two
+    sure readings (presence ≥ SURE) the larger outline stays: a small detector box around a
+    walker's upper body is read as a whole small person (presence 0.9999, as sure as the whole
+    walker's 0.9998), and keeping it left the legs out."""
     kept: list[Person] = []
     for person in people:
-        if not any(_shared(person, other) > SAME_OUTLINE for other in kept):
+        same = next((index for index, other in enumerate(kept) if _shared(person, other) > SAME_OUTLINE), None)
+        if same is None:
             kept.append(person)
+        elif person.score >= SURE and person.area > kept[same].area:
+            kept[same] = person
     return kept
 
 
