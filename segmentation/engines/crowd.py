@@ -48,7 +48,11 @@ ERASE_MARGIN = 0.008  # of the long side: the model's outline sits a little insi
 ERASE_FEATHER = 0.006  # of the long side: width of the soft seam around an erased person
 PROTECT_MARGIN = 4  # working pixels kept around a kept person, > 1 so upscaling cannot reach them
 INPAINT_RADIUS = 5  # Telea, only for a hole with no background anywhere around it to copy from
-FILL_CONTEXT = 0.4  # of a hole's larger side, around it: the background PatchMatch copies from
+FILL_CONTEXT = 0.3  # of a hole's larger side, around it: the background PatchMatch copies from
+DETAIL_SIGMA = 2.0  # working pixels: the detail add_detail restores is what this blur removes
+DETAIL_TILE = 12  # working pixels: the detail is copied in tiles of this side
+DETAIL_CLIP = 2.5  # copied detail is limited to this many times the ring's strength
+DETAIL_RING = 40  # working pixels around a hole: the background whose detail it should have
 GRAIN_SEED = 7  # the added grain is the same on every run: one photo, one result
 FILL_PATCH_RADIUS = 3  # PatchMatch compares 7×7 patches (15×15: 1.4× the time, no visible gain)
 
@@ -260,7 +264,53 @@ def fill_hole(rgb: np.ndarray, hole: np.ndarray, unusable: np.ndarray, stats: np
     else:
         excluded = (unusable[y0:y1, x0:x1] & (this == 0)).astype(np.uint8)
         filled = patch_match.inpaint(crop, this, global_mask=excluded, patch_size=FILL_PATCH_RADIUS)
+        add_detail(filled, this > 0, ~unusable[y0:y1, x0:x1])
     return np.ascontiguousarray(filled[top - y0 : top - y0 + hole_height, left - x0 : left - x0 + hole_width])
+
+
+def add_detail(filled: np.ndarray, hole: np.ndarray, usable: np.ndarray) -> None:
+    """Give PatchMatch's fill (in place) the fine detail its voting averaged away.
+
+    PatchMatch makes each pixel the mean of the patches covering it; where they come from
+    different places (a large hole in gravel or grass) that mean is smooth, a visible smudge.
+    The fine detail (what a blur of DETAIL_SIGMA removes) that the background just around the
+    hole has and the fill lacks is copied in, tile by tile, from randomly chosen places of that
+    same ring of background, scaled to the missing strength: texture from the photo itself, not
+    noise. Strengths are robust ones (median absolute deviation), so that a few strong edges
+    near a hole in the sky do not count as texture."""
+    detail = filled.astype(np.float32) - cv2.GaussianBlur(filled, (0, 0), DETAIL_SIGMA).astype(np.float32)
+    ring = cv2.dilate(hole.astype(np.uint8), disk(DETAIL_RING)) > 0
+    near = ring & usable
+    if np.count_nonzero(near) < DETAIL_TILE**2:
+        return
+    around, has = _strength(detail[near]), _strength(detail[hole])
+    missing = (max(0.0, around**2 - has**2)) ** 0.5
+    if missing < 0.5:
+        return
+    tile = DETAIL_TILE
+    # Tiles wholly of that ring: an integral image counts the other pixels in each.
+    outside = cv2.integral((~near).astype(np.uint8))
+    other = outside[tile:, tile:] - outside[:-tile, tile:] - outside[tile:, :-tile] + outside[:-tile, :-tile]
+    sources = np.argwhere(other == 0)
+    if len(sources) == 0:
+        return
+    rng = np.random.default_rng(GRAIN_SEED)
+    added = np.zeros(detail.shape, np.float32)
+    rows, cols = np.nonzero(hole)
+    for y in range(rows.min(), rows.max() + 1, tile):
+        for x in range(cols.min(), cols.max() + 1, tile):
+            sy, sx = sources[rng.integers(len(sources))]
+            h, w = min(tile, added.shape[0] - y), min(tile, added.shape[1] - x)
+            added[y : y + h, x : x + w] = detail[sy : sy + h, sx : sx + w]
+    # Edges (a window frame, the rim of an ornament) would show as copied marks: only texture is.
+    np.clip(added, -DETAIL_CLIP * around, DETAIL_CLIP * around, out=added)
+    result = filled.astype(np.float32) + added * np.float32(missing / around)
+    filled[hole] = np.clip(result[hole] + 0.5, 0, 255).astype(np.uint8)
+
+
+def _strength(detail: np.ndarray) -> float:
+    """A robust standard deviation: 1.4826 × the median absolute deviation."""
+    return float(1.4826 * np.median(np.abs(detail - np.median(detail))))
 
 
 def blend_hole(image: Image.Image, hole: Hole, working: tuple[int, int]) -> None:
