@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.browser.visitor import DESKTOP, PHONE, TIMEOUT_MS
 from unlock.issuing import issue
@@ -225,5 +226,73 @@ def test_after_unlocking_a_changed_choice_makes_the_download_again_without_anoth
     assert opaque[1] < 0.8 * opaque[0], opaque
     assert UnlockCode.objects.get().used == 1
     visitor.screenshot("people-after-unlock-desktop")
+    visitor.assert_no_cookies()
+    visitor.assert_clean()
+
+
+def difference_from_the_original(page, box: list[float]) -> float:
+    """Mean difference (0–255) between the preview and the uploaded photo inside `box` (fractions)."""
+    return page.evaluate(
+        """(box) => {
+          const read = (img) => {
+            const canvas = document.createElement('canvas');
+            canvas.width = 200; canvas.height = 150;
+            const context = canvas.getContext('2d');
+            context.drawImage(img, 0, 0, 200, 150);
+            const [x, y, w, h] = [box[0] * 200, box[1] * 150, box[2] * 200, box[3] * 150].map(Math.round);
+            return context.getImageData(x, y, Math.max(1, w), Math.max(1, h)).data;
+          };
+          const after = read(document.querySelector('#stage img'));
+          const before = read(document.querySelector('.compare-before img'));
+          let sum = 0, count = 0;
+          for (let i = 0; i < after.length; i += 4) {
+            for (let c = 0; c < 3; c++) sum += Math.abs(after[i + c] - before[i + c]);
+            count += 3;
+          }
+          return sum / count;
+        }""",
+        box,
+    )
+
+
+def test_the_crowd_brings_back_a_passer_by_with_a_tap(visit):
+    from tests.photos import encode
+    from tests.test_local_crowd import crowd_scene
+
+    scene, _empty, _subject, _passer_by = crowd_scene("landscape", (300, 1250, 450))
+    visitor = visit(viewport=DESKTOP)
+    page = visitor.page
+    visitor.goto("/")
+    page.check("#id_mode_crowd")
+    visitor.choose_file(encode(Image.fromarray(scene), "JPEG", quality=92))
+    page.click("#upload-button")
+    page.wait_for_url(JOB_PATH)
+    page.wait_for_selector("#people-form", timeout=TIMEOUT_MS)
+    preview_loaded(page)
+    page.evaluate("window.__sameDocument = true")
+    assert "the others are erased" in page.inner_text("#people")
+
+    assert page.locator(".person-outline").count() == 2
+    erased = page.locator(".person-outline.gone")
+    assert erased.count() == 1, "the passer-by starts erased"
+    number = erased.inner_text()
+    box = next(
+        [float(value) for value in element.get_attribute("data-box").split(",")]
+        for element in page.locator("input[name=keep]").element_handles()
+        if element.get_attribute("data-number") == number
+    )
+    gone_difference = difference_from_the_original(page, box)
+    visitor.screenshot("people-crowd-desktop")
+
+    erased.click()
+    assert f"Person {number} stays in the photo." in page.inner_text("#people-live")
+    page.click("#people-submit")
+    status_says(page, REDRAWN)
+    preview_loaded(page)
+    assert page.evaluate("window.__sameDocument === true")
+    assert kept_in_status(visitor) == [True, True]
+    # The passer-by is back: the preview matches the photo where they stand.
+    assert difference_from_the_original(page, box) < 0.5 * gone_difference
+    visitor.screenshot("people-crowd-redrawn-desktop")
     visitor.assert_no_cookies()
     visitor.assert_clean()
