@@ -38,6 +38,10 @@ def ready_job(client, group_photo) -> store.Job:
     return job
 
 
+def downloaded(client, job: store.Job) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(client.get(f"/jobs/{job.token}/download").content)).convert("RGB"))
+
+
 def kept_ids(job: store.Job) -> set[int]:
     return {person["id"] for person in job.people if person["kept"]}
 
@@ -186,3 +190,29 @@ def test_remove_bg_unlocks_only_with_room_for_its_full_cutout_kept_beside_the_re
     assert response.status_code == 503 and int(response["Retry-After"]) > 0
     assert len(removebg_fake.requests) == calls and UnlockCode.objects.get().used == 0
     assert reservations(job) == [] and not jobs.get(job.token).unlocked
+
+
+def test_the_crowd_after_unlocking_brings_a_passer_by_back_in_the_download_without_a_code(client):
+    from tests.test_local_crowd import crowd_scene
+
+    scene, _empty, subject, passer_by = crowd_scene("landscape", (300, 1250, 450))
+    photo = encode(scene)
+    job = wait_ready(token_of(upload(client, photo, mode="crowd")))
+    assert job.state == store.READY, job.error
+    assert len(job.people) == 2 and len(kept_ids(job)) == 1
+    job = unlocked(client, job)
+    erased = downloaded(client, job)
+
+    jobs.choose(job, frozenset({0, 1}))
+
+    job = redrawn(job.token)
+    assert job.unlocked and job.choice_error == "" and kept_ids(job) == {0, 1}
+    back = downloaded(client, job)
+    uploaded = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+
+    def off(pixels, where):
+        return float(np.abs(pixels.astype(np.int16) - uploaded)[where].mean())
+
+    assert off(back, passer_by) < 0.2 * off(erased, passer_by), "the passer-by is back, as photographed"
+    assert off(back, subject) < 1.5 and off(erased, subject) < 1.5, "the subject as photographed, both times"
+    assert UnlockCode.objects.get().used == 1
