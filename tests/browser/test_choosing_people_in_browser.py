@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tests.browser.visitor import DESKTOP, PHONE, TIMEOUT_MS
+from tests.test_people import scene_with
 from unlock.issuing import issue
 from unlock.models import UnlockCode
 
@@ -294,5 +295,39 @@ def test_the_crowd_brings_back_a_passer_by_with_a_tap(visit):
     # The passer-by is back: the preview matches the photo where they stand.
     assert difference_from_the_original(page, box) < 0.5 * gone_difference
     visitor.screenshot("people-crowd-redrawn-desktop")
+    visitor.assert_no_cookies()
+    visitor.assert_clean()
+
+
+def test_with_remove_bg_a_choice_it_cannot_make_is_explained_and_nothing_changes(visit, settings, removebg_fake):
+    """remove.bg left a stranger out of its cutout: ticking them cannot bring them back. The page
+    says so after the redraw, the choice stays as it was, and no call is made."""
+    from tests.photos import encode
+    from tests.test_removebg_choice import LEFT_OUT, PLACEMENTS, SIZE
+
+    settings.BACKGROUND_ENGINE, settings.REMOVEBG_FULL_RESULT = "removebg", "on_unlock"
+    settings.PAID_UPLOADS_PER_MINUTE = 0
+    removebg_fake.leave_out = [LEFT_OUT]
+    pixels, _truths = scene_with(PLACEMENTS, kind="sky", size=SIZE)
+    visitor = visit(viewport=DESKTOP)
+    page = visitor.page
+    visitor.goto("/")
+    visitor.choose_file(encode(Image.fromarray(pixels), "JPEG", quality=92))
+    page.click("#upload-button")
+    page.wait_for_url(JOB_PATH)
+    page.wait_for_selector("#people-form", timeout=TIMEOUT_MS)
+    assert "Processed by remove.bg." in page.inner_text(".engine")
+    calls = len(removebg_fake.requests)
+    stranger = page.locator(".person-outline.gone")
+    assert stranger.count() == 1
+    number = stranger.inner_text()
+
+    stranger.click()
+    page.click("#people-submit")
+    status_says(page, "we cannot add anyone it left out")
+    assert "The previous choice of people stays." in page.inner_text("#status")
+    assert not page.is_checked(f"#keep-{int(number) - 1}"), "the page shows the choice that holds"
+    assert kept_in_status(visitor).count(False) == 1
+    assert len(removebg_fake.requests) == calls
     visitor.assert_no_cookies()
     visitor.assert_clean()
