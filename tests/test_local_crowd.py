@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segmentation.engines import pose
 from segmentation.engines.base import EngineError
-from segmentation.engines.crowd import Crowd, Hole, LocalCrowd, pack_crowd, unpack_crowd
+from segmentation.engines.crowd import Crowd, Hole, LocalCrowd, kept_at_first, pack_crowd, unpack_crowd
 from segmentation.engines.packing import PackedPerson
+from segmentation.engines.people import Person
 from segmentation.intake import accept_upload
 from tests.test_local_cutout import SCENES, background, decode, encode, paste_person
 
@@ -253,3 +255,30 @@ def test_a_damaged_carry_is_an_error_for_the_visitor_not_a_crash():
         with pytest.raises(EngineError) as caught:
             attempt()
         assert "upload it again" in caught.value.visitor_message
+
+
+def standing(left: int, height: int) -> Person:
+    """Someone `height` pixels tall standing on the same ground (feet at y = 1100) of a 2400×1200
+    working image, as the people finder reports a person: a third as wide as high."""
+    width, top = height // 3, 1100 - height
+    centre = left + width / 2
+    points = np.tile(np.float32([centre, top + height / 2]), (33, 1))
+    points[pose.NOSE] = (centre, top + 0.06 * height)
+    points[[pose.LEFT_SHOULDER, pose.RIGHT_SHOULDER]] = (centre, top + 0.2 * height)
+    points[[pose.LEFT_HIP, pose.RIGHT_HIP]] = (centre, top + 0.5 * height)
+    return Person(np.full((height, width), 255, np.uint8), (left, top), 0.99, points, np.ones(33), height, (2400, 1200))
+
+
+def test_at_first_the_subjects_group_stays_and_strangers_go():
+    subject = standing(1100, 900)
+    beside = standing(1420, 850)  # 20 px from the subject
+    next_in_line = standing(1710, 850)
+    end_of_line = standing(2000, 850)  # 600 px from the subject, but next to the one before
+    child = standing(1390, 380)  # small, but touching the subject
+    far = standing(100, 850)  # the subject's size, 700 px away: someone else on the street
+    small = standing(800, 300)  # near, but far smaller: further back
+    found = [far, small, child, end_of_line, next_in_line, beside, subject]
+
+    kept = kept_at_first(found)
+
+    assert kept == (False, False, True, True, True, True, True)

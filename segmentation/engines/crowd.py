@@ -43,6 +43,10 @@ CROWD_WORKING_PIXELS = 1_200_000  # detection and inpainting size: ~1265×949 fo
 # short body, a footballer bent double a short outline), passers-by the group kept by torso or
 # head at most 0.47; the threshold sits in the gap.
 COMPANION_SIZE = 0.65
+# ... and standing with the group: at most this share of the subject's body height from someone
+# kept (box to box). bench/people.py's companions stand 0–0.19 from their nearest; walkers of the
+# subject's size across a street (OpenCV's vtest.avi) 1–2 apart.
+COMPANION_GAP = 0.5
 OUTLINE_LEVEL = 128  # of 255: where an outline counts as the person
 ERASE_MARGIN = 0.008  # of the long side: the model's outline sits a little inside hair and edges
 ERASE_FEATHER = 0.006  # of the long side: width of the soft seam around an erased person
@@ -54,6 +58,7 @@ DETAIL_TILE = 12  # working pixels: the detail is copied in tiles of this side
 DETAIL_CLIP = 2.5  # copied detail is limited to this many times the ring's strength
 DETAIL_RING = 40  # working pixels around a hole: the background whose detail it should have
 GRAIN_SEED = 7  # the added grain is the same on every run: one photo, one result
+FILL_CROP_PIXELS = 250_000  # larger crops are filled at a reduced size (_patch_match)
 FILL_PATCH_RADIUS = 3  # PatchMatch compares 7×7 patches (15×15: 1.4× the time, no visible gain)
 
 
@@ -144,8 +149,10 @@ class LocalCrowd(Engine):
 def kept_at_first(found: list[Person]) -> tuple[bool, ...]:
     """Who stays before the visitor chooses, per person found: the subject's group (group.py),
     but of those not touching the subject only the ones at least COMPANION_SIZE of the subject's
-    size. The cutout's group also keeps people about half the subject's size by one measure, which
-    here would keep a passer-by walking a little behind: the very person the tool is for."""
+    size and standing with the group (within COMPANION_GAP of someone kept). The cutout's group
+    also keeps people about half the subject's size by one measure, and people of the subject's
+    size anywhere in the frame, which here would keep a passer-by walking a little behind, or
+    walkers across a street: the very people the tool is for."""
     group = subject_group(found)
     subject = group[0]
 
@@ -159,9 +166,26 @@ def kept_at_first(found: list[Person]) -> tuple[bool, ...]:
             or touches(person, subject)
         )
 
-    return tuple(
-        person is subject or (any(person is member for member in group) and companion(person)) for person in found
-    )
+    candidates = [person for person in group[1:] if companion(person)]
+    kept = [subject]
+    while True:  # the group grows from the subject, person by person
+        joining = [
+            person
+            for person in candidates
+            if min(_gap(person, member) for member in kept) <= COMPANION_GAP * subject.height
+        ]
+        if not joining:
+            break
+        kept += joining
+        candidates = [person for person in candidates if not any(person is joined for joined in joining)]
+    return tuple(any(person is member for member in kept) for person in found)
+
+
+def _gap(a: Person, b: Person) -> int:
+    """Pixels between two people's boxes (0 when they overlap)."""
+    across = max(a.box[0], b.box[0]) - min(a.box[2], b.box[2])
+    down = max(a.box[1], b.box[1]) - min(a.box[3], b.box[3])
+    return max(0, across, down)
 
 
 def _draw(working: Image.Image, rgb: np.ndarray, crowd: Crowd) -> Draft:
@@ -263,9 +287,33 @@ def fill_hole(rgb: np.ndarray, hole: np.ndarray, unusable: np.ndarray, stats: np
         filled = cv2.inpaint(crop, this, INPAINT_RADIUS, cv2.INPAINT_TELEA)
     else:
         excluded = (unusable[y0:y1, x0:x1] & (this == 0)).astype(np.uint8)
-        filled = patch_match.inpaint(crop, this, global_mask=excluded, patch_size=FILL_PATCH_RADIUS)
+        filled = _patch_match(crop, this, excluded)
         add_detail(filled, this > 0, ~unusable[y0:y1, x0:x1])
     return np.ascontiguousarray(filled[top - y0 : top - y0 + hole_height, left - x0 : left - x0 + hole_width])
+
+
+def _patch_match(crop: np.ndarray, hole: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """PatchMatch on the crop; a crop of more than FILL_CROP_PIXELS (someone filling much of the
+    frame, erased by the visitor's choice) is filled at a reduced size and scaled back, its fine
+    detail left to add_detail. PatchMatch's time grows with the crop: erasing a subject 0.84 of
+    the frame high took 3.7 s of CPU at the working size."""
+    height, width = hole.shape
+    scale = (FILL_CROP_PIXELS / (width * height)) ** 0.5
+    if scale >= 1:
+        return patch_match.inpaint(crop, hole, global_mask=excluded, patch_size=FILL_PATCH_RADIUS)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small_hole = (cv2.resize(hole, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)  # any hole pixel
+    small_excluded = (cv2.resize(excluded, size, interpolation=cv2.INTER_AREA) > 0) & (small_hole == 0)
+    small = patch_match.inpaint(
+        cv2.resize(crop, size, interpolation=cv2.INTER_AREA),
+        small_hole,
+        global_mask=small_excluded.astype(np.uint8),
+        patch_size=FILL_PATCH_RADIUS,
+    )
+    filled = crop.copy()
+    inside = hole > 0
+    filled[inside] = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)[inside]
+    return filled
 
 
 def add_detail(filled: np.ndarray, hole: np.ndarray, usable: np.ndarray) -> None:
