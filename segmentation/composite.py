@@ -204,6 +204,11 @@ def full_resolution_result(photo: Photo, carry: bytes) -> Result:
 def result_with(photo: Photo, changes: Changes, edited: Image.Image | None) -> Result:
     """`full_resolution_result` for changes already unpacked (and perhaps narrowed to a choice of
     people: any alpha within the packed one reads only model pixels the carry kept)."""
+    return encoded(composed(photo, changes, edited))
+
+
+def composed(photo: Photo, changes: Changes, edited: Image.Image | None) -> Image.Image:
+    """The photo at full size with `changes` taken from the model (a new image, RGB or RGBA)."""
     original = photo.open()
     image = apply_changes(original, edited, changes) if edited is not None else original
     logger.info(
@@ -212,6 +217,11 @@ def result_with(photo: Photo, changes: Changes, edited: Image.Image | None) -> R
         photo.height,
         changes.fraction * 100,
     )
+    return image
+
+
+def encoded(image: Image.Image) -> Result:
+    """A full-size crowd result as the download: JPEG quality 95, or PNG when it has transparency."""
     if image.mode == "RGBA":
         return Result(encode_png(image), "image/png", image.width, image.height)
     return Result(encode_jpeg(image, quality=95), "image/jpeg", image.width, image.height)

@@ -1,6 +1,6 @@
 """Choosing who stays in a DashScope crowd removal ([T2.2]): the people are found locally at upload,
-a passer-by the model erased can be brought back with their own pixels, nobody the model left can
-be erased, and no choice costs another call."""
+a passer-by the model erased can be brought back with their own pixels, and no choice costs another
+call. Erasing someone the model left (the local fill): tests/test_dashscope_choice_fill.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import io
 import cv2
 import numpy as np
 import pytest
-from django.utils import translation
 from PIL import Image
 
 from segmentation import composite
@@ -116,19 +115,6 @@ def test_the_download_follows_the_choice(started, dashscope_fake):
     # The starting choice again: the model's answer as found at upload.
     again = engine.choose(photo, everyone.carry, frozenset({subject.id}))
     assert engine.finish(photo, again.carry).data == engine.finish(photo, draft.carry).data
-    assert len(dashscope_fake.generation_calls) == 1
-
-
-def test_someone_the_model_left_cannot_be_erased(started, dashscope_fake):
-    engine, photo, _truths, draft = started
-    subject, left, _right = by_position(engine, draft.carry)
-    with pytest.raises(EngineError) as caught:
-        engine.choose(photo, draft.carry, frozenset({left.id}))
-    assert "cannot erase anyone it left" in caught.value.visitor_message
-    assert not caught.value.retryable
-    with translation.override("zh-hans"), pytest.raises(EngineError) as in_chinese:
-        engine.choose(photo, draft.carry, frozenset({left.id}))
-    assert in_chinese.value.visitor_message != caught.value.visitor_message
     assert len(dashscope_fake.generation_calls) == 1
 
 

@@ -104,3 +104,28 @@ def test_dashscope_a_changed_choice_before_and_after_unlocking_costs_no_call(cli
     second = downloaded(client, token)
     assert off(second, where_left) > 30 and off(second, where_right) < 8
     assert len(dashscope_fake.generation_calls) == 1
+
+
+def test_dashscope_someone_the_model_left_is_erased_after_unlocking_without_a_call(client, settings, dashscope_fake):
+    settings.CROWD_ENGINE = "dashscope"
+    pixels, truths = scene_with(CROWD_PLACEMENTS, kind="sky", size=SIZE)
+    dashscope_fake.erase = [box_of(truths[2])]  # the model leaves the left passer-by
+    token = token_of(upload(client, encode(pixels), mode="crowd"))
+    assert wait_ready(token).engine == "dashscope"
+    left, subject, right = people_left_to_right(client, token)
+    assert (left["kept"], subject["kept"], right["kept"]) == (True, True, False)
+    assert client.post(f"/jobs/{token}/unlock", {"code": one_code()}).status_code == 303
+    assert wait_unlocked(token).unlocked
+    original = pixels.astype(int)
+    where_subject, where_left = inside(truths[0], SIZE, 24), inside(truths[1], SIZE, 4)
+
+    def off(image: np.ndarray, where: np.ndarray) -> float:
+        return float(np.abs(image[..., :3].astype(int)[where] - original[where]).mean())
+
+    assert off(downloaded(client, token), where_left) < 8
+
+    status = choose(client, token, [subject["id"]])  # after unlocking: no code, no call
+    assert [person["kept"] for person in sorted(status["people"], key=lambda p: p["box"][0])] == [False, True, False]
+    erased = downloaded(client, token)
+    assert off(erased, where_left) > 30 and off(erased, where_subject) < 3
+    assert len(dashscope_fake.generation_calls) == 1

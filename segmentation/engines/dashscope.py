@@ -12,10 +12,17 @@ of their outline (`provider_people`): that is the starting choice, whose downloa
 as the model's answer makes it. Any other choice takes the model's edit only in the changed regions
 that hold a person chosen to go, and never within reach of a person kept, where the visitor's own
 pixels stay bit for bit; the model's other changes (a sign it also removed) are left out then.
-Someone the model left in place cannot be erased: that would need a new billed call (and the
-embedded fill is the local crowd engine's, not shared with this one), so `choose` says so.
+Someone the model left in place and the visitor wants gone is erased by the local crowd engine's
+fill (crowd.py: `erase_alpha`, `fill_holes`, `blend_hole`): PatchMatch at the crowd's working size on
+the visitor's photo, never on the model's frame (the carry holds only the model's pixels inside its
+changes, and its regenerated texture and colour would not match the photo the fill is blended
+into). The fill copies only from background: every person's outline and every change the model
+made are never a source. Each hole is filled once and carried; another choice re-fills only the
+holes that changed, and `finish` blends the carried fills at full resolution over the composite.
 
-The carry (`DSC1` sections): the cast (people and choices) and the packed composite (`changes`).
+The carry (`DSC1` sections): the cast (people and choices), the packed composite (`changes`) and,
+while someone the model left is chosen to go, the fill (`fill`: a local crowd carry without its
+people, `crowd.pack_crowd`).
 """
 
 from __future__ import annotations
@@ -27,11 +34,12 @@ import numpy as np
 from django.utils.translation import gettext as _
 
 from segmentation import composite
-from segmentation.engines import provider_people
+from segmentation.engines import crowd, provider_people
 from segmentation.engines.base import Draft, Engine, EngineError, PersonChoice, Result, provider_failure
 from segmentation.engines.provider_people import Cast
 from segmentation.engines.sections import pack_sections, unpack_sections
-from segmentation.intake import Photo
+from segmentation.intake import WORKING_LONG_SIDE, Photo
+from segmentation.pixels import fit_pixels
 from segmentation.providers import dashscope
 from segmentation.providers.http import ProviderError
 
@@ -56,7 +64,7 @@ class DashScopeCrowd(Engine):
         cast = provider_people.cast_of(size, people, set(range(len(people))) - erased)
         return Draft(
             preview=composite.apply_changes(working, frame, changes),
-            carry=_pack(cast, composite.pack(changes, frame)),
+            carry=_pack(cast, composite.pack(changes, frame), None),
             note=_note(changes),
         )
 
@@ -68,9 +76,17 @@ class DashScopeCrowd(Engine):
             )
         if carry.startswith(_PACKED_COMPOSITE):
             return composite.full_resolution_result(photo, carry)
-        cast, packed = _unpack(carry)
+        cast, packed, fill = _unpack(carry)
         changes, frame = composite.unpack(packed)
-        return composite.result_with(photo, _chosen(cast, changes), frame)
+        chosen = _chosen(cast, changes)
+        if fill is None or not fill.holes:
+            return composite.result_with(photo, chosen, frame)
+        if abs(fill.size[0] / fill.size[1] - photo.width / photo.height) > 0.01 * photo.width / photo.height:
+            raise EngineError(_unavailable(), f"dashscope fill for {fill.size}, photo {photo.width}x{photo.height}")
+        image = composite.composed(photo, chosen, frame)
+        for hole in fill.holes:
+            crowd.blend_hole(image, hole, fill.size)
+        return composite.encoded(image)
 
     def people(self, carry: bytes | None) -> list[PersonChoice]:
         if not carry or carry.startswith(_PACKED_COMPOSITE):
@@ -80,26 +96,52 @@ class DashScopeCrowd(Engine):
     def choose(self, photo: Photo, carry: bytes | None, keep: frozenset[int]) -> Draft:
         if not carry or carry.startswith(_PACKED_COMPOSITE):
             return super().choose(photo, carry, keep)
-        cast, packed = _unpack(carry)
+        cast, packed, earlier = _unpack(carry)
         everyone = set(range(len(cast.people)))
-        if not keep <= everyone:
+        if not keep or not keep <= everyone:
             raise EngineError(_("This photo offers no such person."), f"dashscope choice: unknown ids {sorted(keep)}")
-        left_in_place = cast.start - keep
-        if left_in_place:
-            raise EngineError(
-                _(
-                    "The crowd-removal service left someone you chose to erase in the photo. We can bring "
-                    "back people it erased, but we cannot erase anyone it left."
-                ),
-                f"dashscope choice: ids {sorted(left_in_place)} were not erased by the model",
-            )
         cast = cast.with_keep(keep)
         changes, frame = composite.unpack(packed)
         chosen = _chosen(cast, changes)
         working = photo.open_reduced(composite.COMPARISON_LONG_SIDE)
-        preview = composite.apply_changes(working, frame, chosen) if frame is not None else working
-        note = "" if chosen.any else _("With everyone kept, the download would look like your original.")
-        return Draft(preview=preview, carry=_pack(cast, packed), note=note)
+        # A copy either way: blending the fill in place must never touch the photo's working copy.
+        preview = composite.apply_changes(working, frame, chosen) if frame is not None else working.copy()
+        fill = _fill(photo, cast, changes, earlier) if _left_to_erase(cast) else None
+        for hole in fill.holes if fill else ():
+            crowd.blend_hole(preview, hole, fill.size)
+        erasing = chosen.any or bool(fill and fill.holes)
+        note = "" if erasing else _("With everyone kept, the download would look like your original.")
+        return Draft(preview=preview, carry=_pack(cast, packed, fill), note=note)
+
+
+def _left_to_erase(cast: Cast) -> frozenset[int]:
+    """The people the model left in place whom the visitor chose to erase: the fill's work."""
+    return cast.start - cast.keep
+
+
+def _fill(photo: Photo, cast: Cast, changes: composite.Changes, earlier: crowd.Crowd | None) -> crowd.Crowd:
+    """The local crowd's fill (crowd.py) for the people the model left and the visitor wants gone,
+    at the crowd's working size, on the visitor's photo. Their outlines (grown and feathered) are the
+    holes; a kept person and a margin around them never are. The people the model erased take no
+    part: its edit covers them. No person's outline and no change of the model's is ever a source,
+    and that set does not depend on the choice, so a hole with the same alpha as before keeps its
+    fill (`earlier`)."""
+    working = fit_pixels(photo.open_reduced(WORKING_LONG_SIDE), crowd.CROWD_WORKING_PIXELS)
+    size = working.size
+    if earlier is not None and earlier.size != size:
+        raise EngineError(_unavailable(), f"dashscope fill: working size {earlier.size}, now {size}")
+    rgb = np.asarray(composite.on_white(working))  # as the model and the people finder saw it
+    going, kept = sorted(_left_to_erase(cast)), sorted(cast.keep)
+    alpha = crowd.erase_alpha(
+        provider_people.outlines_at(cast, kept + going, size),
+        [True] * len(kept) + [False] * len(going),
+        rgb.shape[:2],
+    )
+    occupied = provider_people.solid(cast, range(len(cast.people)), size)
+    model_changed = cv2.resize((changes.alpha > 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    occupied = ((occupied | model_changed) * 255).astype(np.uint8)
+    holes = crowd.fill_holes(rgb, alpha, occupied, earlier.holes if earlier else ())
+    return crowd.Crowd(size, (), (), holes)
 
 
 def _chosen(cast: Cast, changes: composite.Changes) -> composite.Changes:
@@ -130,15 +172,26 @@ def _note(changes: composite.Changes) -> str:
     return _("We found no one to remove in this photo: the download would look like your original.")
 
 
-def _pack(cast: Cast, packed_composite: bytes) -> bytes:
-    return pack_sections(_MAGIC, {"cast": provider_people.pack_cast(cast), "changes": packed_composite})
+def _pack(cast: Cast, packed_composite: bytes, fill: crowd.Crowd | None) -> bytes:
+    sections = {"cast": provider_people.pack_cast(cast), "changes": packed_composite}
+    if fill is not None:
+        sections["fill"] = crowd.pack_crowd(fill)
+    return pack_sections(_MAGIC, sections)
 
 
-def _unpack(carry: bytes) -> tuple[Cast, bytes]:
+def _unpack(carry: bytes) -> tuple[Cast, bytes, crowd.Crowd | None]:
+    """The cast, the packed composite and the fill (None when nobody the model left is to go).
+    EngineError when damaged: a fill missing for someone left to erase, or one nobody needs."""
     try:
         sections = unpack_sections(_MAGIC, carry)
-        return provider_people.unpack_cast(sections["cast"]), sections["changes"]
+        cast = provider_people.unpack_cast(sections["cast"])
+        fill = crowd.unpack_crowd(sections["fill"]) if "fill" in sections else None
+        if (fill is None) != (not _left_to_erase(cast)) or (fill is not None and fill.people):
+            raise ValueError("the fill does not fit the choice")
+        return cast, sections["changes"], fill
     except (ValueError, KeyError) as error:
-        raise EngineError(
-            _("This result is no longer available. Please upload your photo again."), f"dashscope carry: {error!r}"
-        ) from error
+        raise EngineError(_unavailable(), f"dashscope carry: {error!r}") from error
+
+
+def _unavailable() -> str:
+    return _("This result is no longer available. Please upload your photo again.")

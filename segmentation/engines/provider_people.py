@@ -91,6 +91,22 @@ def solid(cast: Cast, ids, grid: tuple[int, int]) -> np.ndarray:
     return canvas >= 128
 
 
+def outlines_at(cast: Cast, ids, grid: tuple[int, int]) -> list[PackedPerson]:
+    """The outlines of the people `ids`, each crop scaled to `grid` (width, height): for code that
+    works on another working size than the finder's (the local fill, crowd.py)."""
+    scale_x, scale_y = grid[0] / cast.size[0], grid[1] / cast.size[1]
+    scaled = []
+    for i in ids:
+        person = cast.people[i]
+        height, width = person.mask.shape
+        left, top = round(person.origin[0] * scale_x), round(person.origin[1] * scale_y)
+        right, bottom = round((person.origin[0] + width) * scale_x), round((person.origin[1] + height) * scale_y)
+        size = (max(1, right - left), max(1, bottom - top))
+        mask = person.mask if size == (width, height) else cv2.resize(person.mask, size, interpolation=cv2.INTER_LINEAR)
+        scaled.append(PackedPerson(mask, (left, top), person.score))
+    return scaled
+
+
 def reach(mask: np.ndarray) -> np.ndarray:
     """`mask` (bool) grown by REACH of its grid's long side."""
     if not mask.any():
