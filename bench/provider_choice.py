@@ -4,7 +4,11 @@ At upload remove.bg's and DashScope's engines also find the people on the workin
 (`provider_people.find`: the people finder, small people included for DashScope), judge them
 against the provider's answer and pack their outlines: that is the added upload cost. Then one
 changed choice: `choose` (the new preview) and `finish` for it (the full-resolution download),
-against `finish` at the starting choice, which is what an unlock cost before.
+against `finish` at the starting choice, which is what an unlock cost before. "DashScope+fill":
+the model erases only the smaller passer-by and leaves the larger one (a fifth of the frame high),
+and the changed choice keeps the subject alone, so the one the model left is erased by the local
+crowd's fill (PatchMatch in
+`choose`, its blend at full size in `finish`); its carry is the one after that choice.
 
 The providers are the repository's fakes (tests/fakes), in this process; their own time is not
 counted. remove.bg runs with REMOVEBG_FULL_RESULT=upfront, so `finish` works from the carried full
@@ -94,7 +98,7 @@ def main() -> None:
     logging.getLogger("portraitsite").setLevel(logging.ERROR)  # usage counts need a database
     print(f"bench/provider_choice.py, {args.runs} run(s) each, {load_average()}")
     print(
-        f"{'':10} {'photo':>11} {'people':>6} {'find':>6} {'judge+pack':>10} {'choose':>7} "
+        f"{'':14} {'photo':>11} {'people':>6} {'find':>6} {'judge+pack':>10} {'choose':>7} "
         f"{'finish':>7} {'finish@start':>12} {'carry':>9}"
     )
     with FakeRemoveBg() as removebg_fake, FakeDashScope() as dashscope_fake:
@@ -105,8 +109,13 @@ def main() -> None:
             data, boxes = photo_with_passers_by(megapixels)
             photo = accept_upload(data)  # with intake's working copy, as a job's start has it
             provider_people.find(photo, small=False)  # load the models outside the timings
-            dashscope_fake.erase = boxes
-            for name, engine, small in (("remove.bg", RemoveBgCutout(), False), ("DashScope", DashScopeCrowd(), True)):
+            engines = (
+                ("remove.bg", RemoveBgCutout(), False),
+                ("DashScope", DashScopeCrowd(), True),
+                ("DashScope+fill", DashScopeCrowd(), True),
+            )
+            for name, engine, small in engines:
+                dashscope_fake.erase = boxes[1:] if name == "DashScope+fill" else boxes
                 find_s, (size, people) = timed(lambda small=small: provider_people.find(photo, small=small), args.runs)
                 draft = engine.start(photo)
                 cast = provider_people.unpack_cast(_section(draft.carry, "cast"))
@@ -119,25 +128,25 @@ def main() -> None:
 
                 judge_s, _ = timed(judge_and_pack, args.runs)
                 everyone = set(range(len(cast.people)))
-                # The changed choice: the subject (the largest outline) alone for remove.bg; for
-                # DashScope everyone the model erased brought back but one.
-                if name == "remove.bg":
-                    subject = max(everyone, key=lambda i: int((cast.people[i].mask >= 128).sum()))
+                # The changed choice: the subject (the largest outline) alone for remove.bg and
+                # DashScope+fill; for DashScope everyone the model erased brought back but one.
+                subject = max(everyone, key=lambda i: int((cast.people[i].mask >= 128).sum()))
+                if name in ("remove.bg", "DashScope+fill"):
                     keep = frozenset({subject})
                 else:
                     erased = sorted(everyone - cast.start)
                     keep = frozenset(cast.start | set(erased[1:]))
-                if keep == cast.start or not keep:
+                if keep == cast.start or not keep or (name == "DashScope+fill" and not cast.start - keep):
                     print(
-                        f"{name:10} no changed choice possible: {len(cast.people)} people, start {sorted(cast.start)}"
+                        f"{name:14} no changed choice possible: {len(cast.people)} people, start {sorted(cast.start)}"
                     )
                     continue
                 choose_s, chosen = timed(lambda keep=keep: engine.choose(photo, draft.carry, keep), args.runs)
                 finish_s, _ = timed(lambda: engine.finish(photo, chosen.carry), args.runs)
                 start_s, _ = timed(lambda: engine.finish(photo, draft.carry), args.runs)
-                carry = draft.carry if name == "DashScope" else _without_full(draft.carry)
+                carry = {"remove.bg": _without_full(draft.carry), "DashScope": draft.carry}.get(name, chosen.carry)
                 print(
-                    f"{name:10} {photo.width}×{photo.height:<5} {len(cast.people):>6} {find_s:>5.2f}s "
+                    f"{name:14} {photo.width}×{photo.height:<5} {len(cast.people):>6} {find_s:>5.2f}s "
                     f"{judge_s:>9.3f}s {choose_s:>6.2f}s {finish_s:>6.2f}s {start_s:>11.2f}s "
                     f"{len(carry) / 1024:>7.0f}kB"
                 )
