@@ -31,7 +31,8 @@ from bench.traffic import Browser, Recorder, visit  # noqa: E402
 
 
 def run(engines: str, visitors: int, seconds: float, delays: tuple[float, float]) -> None:
-    environment = {"UPLOADS_PER_MINUTE": "0", "UNLOCK_FAILURES_PER_MINUTE": "0"}
+    # The visitors all come from 127.0.0.1: no per-client limits.
+    environment = {"UPLOADS_PER_MINUTE": "0", "PAID_UPLOADS_PER_MINUTE": "0", "UNLOCK_FAILURES_PER_MINUTE": "0"}
     fakes = []
     if engines == "fakes":
         removebg, removebg_url, removebg_key = start_fake("removebg", "FakeRemoveBg", delays[0])

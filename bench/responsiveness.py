@@ -34,6 +34,8 @@ FAKE = """
 from tests.fakes.{module} import {cls} as Fake
 fake = Fake(port=0)
 fake.slow_next({seconds}, times=100_000)
+if hasattr(fake, "balance"):
+    fake.balance = 1_000_000.0  # remove.bg's account: a long run must not spend it down to the fallback
 print(fake.base_url, fake.api_key, flush=True)
 fake._server.serve_forever()
 """

@@ -4,10 +4,12 @@ shortened to 60 s, and what must stay flat checked at the end.
 gunicorn as deployed (one process, 8 request threads, the in-memory store; JOB_WORKERS=8 and
 JOB_QUEUE=16, since provider calls wait on the network), remove.bg and DashScope replaced by their
 fakes (tests/fakes/, processes of their own, answering after --provider-delay s) unless --engines
-local. Job i starts at i × 15 min / 3,000 (later when the site is behind: visitors
-are a bounded set of threads), with a camera JPEG of 0.3, 0.8 or 2 MP, background removal and
-passer-by removal in turn. Of every ten jobs: three are unlocked, downloaded and deleted, two
-unlocked, downloaded and left to expire, two deleted unseen, three left to expire unseen. Bounded:
+local. Job i starts at i × 15 min / 3,000 (later when the site is behind: visitors are a bounded
+set of threads), with a camera JPEG of 0.3 MP (five jobs in seven), 0.8 or 2 MP, background
+removal and passer-by removal in turn: mostly small photos, so that 3.3 jobs a second fit on 2
+cores (a 2 MP job costs the site and the fakes about 2.5 times the CPU of a 0.3 MP one). Of every
+ten jobs: three are unlocked, downloaded and deleted, two unlocked, downloaded and left to expire,
+two deleted unseen, three left to expire unseen. Bounded:
 at most --visitors jobs at once, and no job starts after --minutes (the figures say how many did).
 
 Checks, printed with their figures:
@@ -25,6 +27,7 @@ Checks, printed with their figures:
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import sqlite3
 import statistics
@@ -44,6 +47,7 @@ CODES = 300
 USES_PER_CODE = 5  # 1,500 unlocks of 3,000 jobs
 SAMPLE_SECONDS = 10
 SWEEP_SECONDS = 20  # segmentation.cache.SWEEP_SECONDS: expired entries go within this
+SIZES = (0.3, 0.3, 0.3, 0.3, 0.3, 0.8, 2)  # megapixels; seven, so every size meets every plan
 
 
 def plan(number: int) -> tuple[bool, str]:
@@ -64,6 +68,12 @@ def threads_of(pid: int) -> int:
         if line.startswith("Threads:"):
             return int(line.split()[1])
     raise RuntimeError("no thread count")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def store_bytes(browser: Browser) -> int | None:
@@ -106,7 +116,8 @@ def main() -> None:
         # bench/responsiveness.py, so that 3.3 jobs/s can flow at all.
         "JOB_WORKERS": "8",
         "JOB_QUEUE": "16",
-        "UPLOADS_PER_MINUTE": "0",
+        "UPLOADS_PER_MINUTE": "0",  # the visitors share one address
+        "PAID_UPLOADS_PER_MINUTE": "0",
         "UNLOCK_FAILURES_PER_MINUTE": "0",
     }
     fakes = []
@@ -122,7 +133,7 @@ def main() -> None:
             DASHSCOPE_API_URL=dashscope_url,
             DASHSCOPE_API_KEY=dashscope_key,
         )
-    photos = [camera_jpeg(megapixels, seed=n) for n, megapixels in enumerate((0.3, 0.8, 2))]
+    photos = [camera_jpeg(megapixels, seed=n) for n, megapixels in enumerate(SIZES)]
     recorder = Recorder()
     outcomes: Counter = Counter()
     successes: Counter = Counter()
@@ -149,7 +160,9 @@ def main() -> None:
                 while (number := work.get()) is not None:
                     unlock, ending = plan(number)
                     code = codes[(number // 2) % CODES] if unlock else None
-                    outcome, _ = visit(browser, photos[number % 3], ("cutout", "crowd")[number % 2], code, ending)
+                    outcome, _ = visit(
+                        browser, photos[number % len(SIZES)], ("cutout", "crowd")[number % 2], code, ending
+                    )
                     with lock:
                         outcomes[outcome] += 1
                         if outcome == "unlocked":
@@ -196,6 +209,8 @@ def main() -> None:
             stop.set()
             watcher.join()
             problems = code_accounting(database, codes, successes)
+            cpu = {"worker": cpu_seconds(worker), "fakes": sum(cpu_seconds(fake.pid) for fake in fakes)}
+            cpu["visitors"] = time.process_time()
     finally:
         for fake in fakes:
             fake.terminate()
@@ -229,6 +244,14 @@ def main() -> None:
         f"peak {mb(max(s[1] for s in samples))}, {mb(rss_expired)} once every job had expired"
     )
     print(f"  threads: {min(threads_seen)}–{max(threads_seen)} after warm-up")
+    jobs_done = max(1, sum(outcomes.values()))
+    print(
+        "  CPU: "
+        + ", ".join(
+            f"{name} {seconds:.0f} s ({seconds / jobs_done * 1000:.0f} ms a job)" for name, seconds in cpu.items()
+        )
+        + f"; {sum(cpu.values()) / flows_done:.2f} cores on average"
+    )
     print(f"  store bytes at the end: {stored}")
     print(f"  codes: {sum(successes.values())} unlocks seen, {len(problems)} codes not accounted for {problems[:3]}")
     print("\n".join(recorder.table()))
