@@ -113,9 +113,15 @@ def error_response(
     response["Cache-Control"] = "no-store"
     if retry_after is not None:
         response["Retry-After"] = str(retry_after)
-    if status == 503:
-        _note_refusal(reason)
-        response._has_been_logged = True  # Django's log_response would log it at ERROR
+    return refusal(response, reason) if status == 503 else response
+
+
+def refusal(response: HttpResponse, reason: str) -> HttpResponse:
+    """A 503 the site answers to protect itself, logged as a refusal (below) instead of by Django,
+    whose log_response would log it at ERROR and email the operator. For 503 pages not made by
+    error_response (a job page that explains why it cannot take a code)."""
+    _note_refusal(reason)
+    response._has_been_logged = True
     return response
 
 

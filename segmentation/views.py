@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portraitsite import ratelimit, usage
 from portraitsite.context_processors import minutes_rounded_up
-from portraitsite.errors import error_response
+from portraitsite.errors import error_response, refusal
 from segmentation import intake, jobs, previews, store
 from segmentation.engines import IDPHOTO
 from segmentation.forms import PeopleForm, UploadForm
@@ -351,7 +351,8 @@ def unlock(request: HttpRequest, token: str) -> HttpResponse:
             request, job, unlock_error=_("The preview is not ready yet. Please wait a moment."), status=409
         )
     if _hd_unavailable(job):
-        return _job_page(request, job, unlock_error=_hd_unavailable_message(), status=503)
+        page = _job_page(request, job, unlock_error=_hd_unavailable_message(), status=503)
+        return refusal(page, "hd_unavailable")
     wait = limits.unlock_blocked(request, token)
     if wait is not None:
         return error_response(request, 429, "rate_limited", retry_after=wait)

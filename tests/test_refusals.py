@@ -52,6 +52,21 @@ def test_a_flood_of_503s_sends_no_error_email_and_logs_one_warning(client, setti
     assert len(notes) == 1 and notes[0].levelno == logging.WARNING
 
 
+def test_the_job_page_refusing_a_code_for_want_of_credits_logs_no_error(client, monkeypatch, logged, removebg_fake):
+    """remove.bg cannot pay for the full result: the job page answers 503 and says so; that is a
+    refusal like the others, not an error that emails the operator."""
+    monkeypatch.setattr(errors, "_refusals", {"count": 0, "noted_at": 0.0})
+    removebg_fake.balance = 0.0
+    token = token_of(upload(client, encode(portrait_scene(400, 300))))
+    assert wait_ready(token).engine == "removebg"
+    refused = client.post(
+        f"/jobs/{token}/unlock", {"code": issue(1, max_uses=1, expires_at=None, label="t").displayed[0]}
+    )
+    assert refused.status_code == 503 and 'id="hd-unavailable"' in refused.content.decode()
+    assert [r for r in logged if r.levelno >= logging.ERROR] == []
+    assert [r.levelno for r in logged if "Answered 503 (hd_unavailable)" in r.getMessage()] == [logging.WARNING]
+
+
 @pytest.fixture
 def unlocked(client) -> str:
     token = token_of(upload(client, encode(portrait_scene(400, 300))))
