@@ -235,7 +235,7 @@ def create(mode: str, photo: Photo, *, client: str, language: str = "en", spec: 
     if note:
         job.note = note
         store.save(job)
-    if not pool().submit(start, job.token, photo):
+    if not pool().submit(start, job.token, photo, client):
         delete(job.token, client)
         raise PoolFull
     if engine != "local" and settings.PROVIDER_CALLS_PER_HOUR:
@@ -244,10 +244,11 @@ def create(mode: str, photo: Photo, *, client: str, language: str = "en", spec: 
 
 
 def delete(token: str, client: str) -> None:
-    """The visitor's "Delete now": the job and its images go at once, and its client's slot too."""
+    """The visitor's "Delete now": the job and its images go at once, and its client's slot too
+    (a failed job's slot went back when it failed)."""
     job = store.get(token)
     store.delete(token)
-    if job is not None:
+    if job is not None and job.state != store.FAILED:
         quota.forget(client, job.expires_at)
 
 
@@ -359,8 +360,10 @@ def in_visitors_language(task: Callable[[str], None]) -> Callable[..., None]:
 
 
 @in_visitors_language
-def start(token: str, photo: Photo) -> None:
-    """Phase one: the engine's first pass, the previews, and the job marked ready or failed."""
+def start(token: str, photo: Photo, client: str = "") -> None:
+    """Phase one: the engine's first pass, the previews, and the job marked ready or failed. The
+    uploader's `client` key is held by this call only, never stored with the job: a job that fails
+    gives its client's slot back at once."""
     job = get(token)
     if job is None or job.state != store.QUEUED:
         return
@@ -390,17 +393,18 @@ def start(token: str, photo: Photo) -> None:
             "Job failed in %s %s engine: %s", job.engine, job.mode, exc.operator_detail or exc.visitor_message
         )
         usage.failed(job.mode, "preview_unavailable" if exc.retryable else "preview_unusable")
-        _record_failure(token, exc.visitor_message)
+        _record_failure(token, exc.visitor_message, client)
     except Exception:
         logger.exception("Job crashed in %s %s engine.", job.engine, job.mode)
         usage.failed(job.mode, "preview_crash")
-        _record_failure(token, _("Something went wrong while processing this photo. Please try again."))
+        _record_failure(token, _("Something went wrong while processing this photo. Please try again."), client)
 
 
-def _record_failure(token: str, message: str) -> None:
+def _record_failure(token: str, message: str, client: str) -> None:
     job = get(token)
     if job is not None and job.state == store.PROCESSING:
-        store.fail(job, message)
+        store.fail(job, message)  # its images go now, and so does its place in its client's share
+        quota.forget(client, job.expires_at)
 
 
 def finish(token: str, redemption: int) -> None:

@@ -7,7 +7,10 @@ limit, and keep the site closed by repeating that every JOB_TTL_SECONDS.
 A client's ledger is one cache entry under its keyed hash (portraitsite.ratelimit.client_key),
 never its address, holding only (expiry minute, bytes) per live job: no token, nothing that says
 which jobs are whose. Entries drop out when their job expires, and the ledger expires with its last
-job. "Delete now" frees a slot when the same client asks (one entry of that expiry minute goes).
+job. "Delete now" frees a slot when the same client asks (one entry of that expiry minute goes),
+and so does a job that fails in its first phase (the worker holds the client's key for as long as
+the phase runs; the job never does). A job failed by JOB_DEADLINE_SECONDS, its worker gone, keeps
+its slot until it expires.
 """
 
 from __future__ import annotations

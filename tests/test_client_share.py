@@ -15,7 +15,7 @@ from django.test import Client
 
 from segmentation import jobs, quota, store
 from tests.flow import token_of, upload, wait_ready, wait_unlocked
-from tests.photos import encode, portrait_scene
+from tests.photos import encode, gradient, portrait_scene
 from unlock.issuing import issue
 from unlock.models import UnlockCode
 
@@ -85,6 +85,18 @@ def test_a_client_holding_its_jobs_is_told_to_wait_or_delete_one(settings):
     wait_ready(tokens[0])
     attacker.post(f"/jobs/{tokens[0]}/delete")  # "Delete now" frees the slot at once
     assert upload(attacker, photo).status_code == 303
+    assert upload(attacker, photo).status_code == 429
+
+
+def test_a_failed_job_gives_its_client_slot_back_once(settings):
+    settings.CLIENT_LIVE_JOBS, settings.CLIENT_STORE_PERCENT = 2, 0
+    attacker = client_at(ATTACKER)
+    failed = token_of(upload(attacker, encode(gradient(640, 480))))  # nobody in it
+    assert wait_ready(failed).state == store.FAILED
+    photo = encode(portrait_scene(400, 300))
+    admitted = [upload(attacker, photo).status_code for _ in range(3)]
+    assert admitted == [303, 303, 429], "the failed job holds no slot"
+    attacker.post(f"/jobs/{failed}/delete")  # its slot went back already: no second one goes
     assert upload(attacker, photo).status_code == 429
 
 
