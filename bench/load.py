@@ -25,8 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.responsiveness import start_fake  # noqa: E402
-from bench.support import Site, camera_jpeg, load_average  # noqa: E402
+from bench.support import Site, camera_jpeg, load_average, start_fake_providers, stop_fakes  # noqa: E402
 from bench.traffic import Browser, Recorder, visit  # noqa: E402
 
 
@@ -35,17 +34,8 @@ def run(engines: str, visitors: int, seconds: float, delays: tuple[float, float]
     environment = {"UPLOADS_PER_MINUTE": "0", "PAID_UPLOADS_PER_MINUTE": "0", "UNLOCK_FAILURES_PER_MINUTE": "0"}
     fakes = []
     if engines == "fakes":
-        removebg, removebg_url, removebg_key = start_fake("removebg", "FakeRemoveBg", delays[0])
-        dashscope, dashscope_url, dashscope_key = start_fake("dashscope", "FakeDashScope", delays[1])
-        fakes = [removebg, dashscope]
-        environment.update(
-            BACKGROUND_ENGINE="removebg",
-            REMOVEBG_API_URL=removebg_url,
-            REMOVEBG_API_KEY=removebg_key,
-            CROWD_ENGINE="dashscope",
-            DASHSCOPE_API_URL=dashscope_url,
-            DASHSCOPE_API_KEY=dashscope_key,
-        )
+        providers, fakes = start_fake_providers(*delays)
+        environment.update(providers)
     photos = [camera_jpeg(megapixels, seed=megapixels) for megapixels in (1, 2, 3)]
     recorder = Recorder()
     outcomes: Counter = Counter()
@@ -75,9 +65,7 @@ def run(engines: str, visitors: int, seconds: float, delays: tuple[float, float]
             elapsed = time.perf_counter() - began
             unfinished = sum(thread.is_alive() for thread in threads)
     finally:
-        for fake in fakes:
-            fake.terminate()
-            fake.wait()
+        stop_fakes(fakes)
 
     total = recorder.requests
     print(f"  finished in {elapsed:.0f} s, {load_average()} at the end")

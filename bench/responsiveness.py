@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -24,33 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import PYTHON, ROOT, Site, Visitor, camera_jpeg, load_average, percentile  # noqa: E402
+from bench.support import (  # noqa: E402
+    Site,
+    Visitor,
+    camera_jpeg,
+    load_average,
+    percentile,
+    start_fake_providers,
+    stop_fakes,
+)
 
 SLOW_SECONDS = 10
 SLOW_JOBS = 8
-
-# A fake provider in a process of its own, every answer delayed: the fakes' own slow switch.
-FAKE = """
-from tests.fakes.{module} import {cls} as Fake
-fake = Fake(port=0)
-fake.slow_next({seconds}, times=100_000)
-if hasattr(fake, "balance"):
-    fake.balance = 1_000_000.0  # remove.bg's account: a long run must not spend it down to the fallback
-print(fake.base_url, fake.api_key, flush=True)
-fake._server.serve_forever()
-"""
-
-
-def start_fake(module: str, cls: str, seconds: float = SLOW_SECONDS) -> tuple[subprocess.Popen, str, str]:
-    process = subprocess.Popen(
-        [PYTHON, "-c", FAKE.format(module=module, cls=cls, seconds=seconds)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    base_url, key = process.stdout.readline().split()
-    return process, base_url, key
 
 
 def load(port: int, paths: dict[str, str], clients: int, seconds: float, max_requests: int):
@@ -107,19 +90,9 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=5000)
     arguments = parser.parse_args()
     print(f"# bench/responsiveness.py — {load_average()}")
-    removebg, removebg_url, removebg_key = start_fake("removebg", "FakeRemoveBg")
-    dashscope, dashscope_url, dashscope_key = start_fake("dashscope", "FakeDashScope")
+    environment, fakes = start_fake_providers(SLOW_SECONDS, SLOW_SECONDS)
     try:
-        environment = dict(
-            BACKGROUND_ENGINE="removebg",
-            REMOVEBG_API_URL=removebg_url,
-            REMOVEBG_API_KEY=removebg_key,
-            CROWD_ENGINE="dashscope",
-            DASHSCOPE_API_URL=dashscope_url,
-            DASHSCOPE_API_KEY=dashscope_key,
-            JOB_WORKERS=str(SLOW_JOBS),
-            UPLOADS_PER_MINUTE="0",
-        )
+        environment.update(JOB_WORKERS=str(SLOW_JOBS), UPLOADS_PER_MINUTE="0", PAID_UPLOADS_PER_MINUTE="0")
         with Site(workers=1, **environment) as site:
             visitor = Visitor(site)
             photo = camera_jpeg(3)
@@ -140,9 +113,7 @@ def main() -> None:
             after = visitor.requests.get(site.url + "/healthz", timeout=10).json()["jobs_in_flight"]
             states = [visitor.status(job)["state"] for job in slow]
     finally:
-        for fake in (removebg, dashscope):
-            fake.terminate()
-            fake.wait(timeout=10)
+        stop_fakes(fakes)
     total = sum(len(values) for values in latencies.values())
     print(
         f"slow jobs in flight: {before} before the load, {after} after it (states then: "

@@ -39,8 +39,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.responsiveness import start_fake  # noqa: E402
-from bench.support import Site, camera_jpeg, load_average, mb, rss_bytes  # noqa: E402
+from bench.support import (  # noqa: E402
+    Site,
+    camera_jpeg,
+    load_average,
+    mb,
+    rss_bytes,
+    start_fake_providers,
+    stop_fakes,
+)
 from bench.traffic import Browser, Recorder, visit  # noqa: E402
 
 CODES = 300
@@ -122,17 +129,8 @@ def main() -> None:
     }
     fakes = []
     if arguments.engines == "fakes":
-        removebg, removebg_url, removebg_key = start_fake("removebg", "FakeRemoveBg", arguments.provider_delay)
-        dashscope, dashscope_url, dashscope_key = start_fake("dashscope", "FakeDashScope", arguments.provider_delay)
-        fakes = [removebg, dashscope]
-        environment.update(
-            BACKGROUND_ENGINE="removebg",
-            REMOVEBG_API_URL=removebg_url,
-            REMOVEBG_API_KEY=removebg_key,
-            CROWD_ENGINE="dashscope",
-            DASHSCOPE_API_URL=dashscope_url,
-            DASHSCOPE_API_KEY=dashscope_key,
-        )
+        providers, fakes = start_fake_providers(arguments.provider_delay, arguments.provider_delay)
+        environment.update(providers)
     photos = [camera_jpeg(megapixels, seed=n) for n, megapixels in enumerate(SIZES)]
     recorder = Recorder()
     outcomes: Counter = Counter()
@@ -212,9 +210,7 @@ def main() -> None:
             cpu = {"worker": cpu_seconds(worker), "fakes": sum(cpu_seconds(fake.pid) for fake in fakes)}
             cpu["visitors"] = time.process_time()
     finally:
-        for fake in fakes:
-            fake.terminate()
-            fake.wait()
+        stop_fakes(fakes)
 
     during = [sample for sample in samples if sample[0] <= flows_done]  # not the wait for expiry
     fifth = len(during) // 5

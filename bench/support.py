@@ -254,6 +254,57 @@ class Visitor:
         return response.content
 
 
+# --- remove.bg and DashScope, faked -------------------------------------------------------------------
+
+# A fake provider in a process of its own, every answer delayed: the fakes' own slow switch.
+FAKE = """
+from tests.fakes.{module} import {cls} as Fake
+fake = Fake(port=0)
+fake.slow_next({seconds}, times=100_000)
+if hasattr(fake, "balance"):
+    fake.balance = 1_000_000.0  # remove.bg's account: a long run must not spend it down to the fallback
+print(fake.base_url, fake.api_key, flush=True)
+fake._server.serve_forever()
+"""
+
+
+def start_fake(module: str, cls: str, seconds: float) -> tuple[subprocess.Popen, str, str]:
+    """One fake (tests/fakes/) answering after `seconds`: its process, base URL and API key."""
+    process = subprocess.Popen(
+        [PYTHON, "-c", FAKE.format(module=module, cls=cls, seconds=seconds)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    base_url, key = process.stdout.readline().split()
+    return process, base_url, key
+
+
+def start_fake_providers(
+    removebg_delay: float, dashscope_delay: float
+) -> tuple[dict[str, str], list[subprocess.Popen]]:
+    """remove.bg and DashScope replaced by their fakes: the site's environment that sends uploads
+    to them, and their processes, for stop_fakes."""
+    removebg, removebg_url, removebg_key = start_fake("removebg", "FakeRemoveBg", removebg_delay)
+    dashscope, dashscope_url, dashscope_key = start_fake("dashscope", "FakeDashScope", dashscope_delay)
+    environment = {
+        "BACKGROUND_ENGINE": "removebg",
+        "REMOVEBG_API_URL": removebg_url,
+        "REMOVEBG_API_KEY": removebg_key,
+        "CROWD_ENGINE": "dashscope",
+        "DASHSCOPE_API_URL": dashscope_url,
+        "DASHSCOPE_API_KEY": dashscope_key,
+    }
+    return environment, [removebg, dashscope]
+
+
+def stop_fakes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def private_redis(max_memory: str = "2gb") -> tuple[subprocess.Popen, str]:
     """A redis-server of the benchmark's own on a free port: no persistence, noeviction, as
     docs/scaling.md asks. The caller terminates it (by its pid)."""
