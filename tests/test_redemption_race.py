@@ -11,20 +11,16 @@ database of its own (test_portraitsite_race_<pid>), created and dropped here; `t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from tests.postgres import scratch_database
+from tests.races import race, races_on
 
 RACERS = 50
 ROUNDS = 20
 USES = (1, 3)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the race, run inside the subprocess ---------------------------------------------------------
@@ -43,40 +39,6 @@ def redeem_unguarded(code: str, tool: str) -> int:
     return Redemption.objects.create(code=row, tool=tool).pk
 
 
-def race(attempt: Callable[[], str]) -> list[str]:
-    """RACERS threads, each on a connection of its own, run `attempt` at the same moment; what each
-    returned, or "error: …" for what it raised."""
-    import threading
-
-    from django.db import connection
-
-    barrier = threading.Barrier(RACERS)
-    outcomes: list[str] = []
-
-    def racer() -> None:
-        try:
-            # Connect first (the race is on the UPDATE, not on connecting). A racer that cannot
-            # connect breaks the barrier, so the rest fail fast instead of waiting.
-            try:
-                connection.ensure_connection()
-            except Exception:
-                barrier.abort()
-                raise
-            barrier.wait(timeout=120)
-            outcomes.append(attempt())
-        except Exception as exc:  # noqa: BLE001 — reported, and fails the test
-            outcomes.append(f"error: {type(exc).__name__}: {exc}")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def race_round(redeem, max_uses: int) -> dict:
     from unlock.issuing import issue
     from unlock.models import UnlockCode
@@ -92,7 +54,7 @@ def race_round(redeem, max_uses: int) -> dict:
             return rejected.reason
         return "sold"
 
-    outcomes = race(buy)
+    outcomes = race(buy, RACERS)
     row = UnlockCode.objects.get(pk=batch.ids[0])
     return {
         "sold": outcomes.count("sold"),
@@ -117,7 +79,7 @@ def release_round() -> dict:
         release(first)
         return "released"
 
-    errors = [outcome for outcome in race(give_back) if outcome.startswith("error")]
+    errors = [outcome for outcome in race(give_back, RACERS) if outcome.startswith("error")]
     row = UnlockCode.objects.get(pk=batch.ids[0])
     return {"errors": sorted(set(errors)), "used": row.used, "redemptions": row.redemptions.count()}
 
@@ -142,34 +104,16 @@ def run_races() -> dict:
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def races_on(database_url: str) -> dict:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "portraitsite.settings",
-        "DEBUG": "true",
-        "PYTHONPATH": str(ROOT),
-    }
-    try:
-        done = subprocess.run(
-            [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"the races did not finish within 300 s: {(expired.stderr or b'')[-3000:]!r}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def sqlite_races(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("race") / "codes.sqlite3"
-    return races_on(f"sqlite:///{path}")
+    return races_on(__file__, f"sqlite:///{path}")
 
 
 @pytest.fixture(scope="module")
 def postgres_races() -> Iterator[dict]:
     with scratch_database("race") as database_url:
-        yield races_on(database_url)
+        yield races_on(__file__, database_url)
 
 
 BACKENDS = [

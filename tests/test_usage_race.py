@@ -10,19 +10,15 @@ As in test_redemption_race, each database runs in a subprocess configured only b
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.postgres import scratch_database
+from tests.races import race, races_on
 
 RACERS = 24
 ROUNDS = 16
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the race, run inside the subprocess ---------------------------------------------------------
@@ -37,42 +33,15 @@ def count_unguarded(tool: str, name: str) -> None:
     DailyCount.objects.filter(pk=row.pk).update(value=row.value + 1)
 
 
-def race(attempt) -> list[str]:
-    import threading
-
-    from django.db import connection
-
-    barrier = threading.Barrier(RACERS)
-    outcomes: list[str] = []
-
-    def racer() -> None:
-        try:
-            try:
-                connection.ensure_connection()
-            except Exception:
-                barrier.abort()
-                raise
-            barrier.wait(timeout=120)
-            attempt()
-            outcomes.append("counted")
-        except Exception as exc:  # noqa: BLE001 — reported, and fails the test
-            outcomes.append(f"error: {type(exc).__name__}: {exc}")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=racer) for _ in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 def race_round(count, name: str) -> dict:
     from portraitsite.models import DailyCount
     from portraitsite.usage import today
 
-    outcomes = race(lambda: count("cutout", name))
+    def attempt() -> str:
+        count("cutout", name)
+        return "counted"
+
+    outcomes = race(attempt, RACERS)
     rows = DailyCount.objects.filter(day=today(), tool="cutout", name=name)
     return {
         "errors": sorted({o for o in outcomes if o.startswith("error")}),
@@ -110,34 +79,16 @@ def run_races() -> dict:
 # --- the tests ----------------------------------------------------------------------------------
 
 
-def races_on(database_url: str) -> dict:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "portraitsite.settings",
-        "DEBUG": "true",
-        "PYTHONPATH": str(ROOT),
-    }
-    try:
-        done = subprocess.run(
-            [sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-        )
-    except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"the races did not finish within 300 s: {(expired.stderr or b'')[-3000:]!r}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def sqlite_races(tmp_path_factory) -> dict:
     path = tmp_path_factory.mktemp("usage-race") / "totals.sqlite3"
-    return races_on(f"sqlite:///{path}")
+    return races_on(__file__, f"sqlite:///{path}")
 
 
 @pytest.fixture(scope="module")
 def postgres_races() -> Iterator[dict]:
     with scratch_database("usage") as database_url:
-        yield races_on(database_url)
+        yield races_on(__file__, database_url)
 
 
 BACKENDS = [
