@@ -138,7 +138,7 @@ def test_a_tilted_head_is_refused_and_a_slight_tilt_is_levelled():
     tilted = cv2.warpAffine(big_astronaut(), turn, (1536, 1536), borderMode=cv2.BORDER_REPLICATE)
     assert "tilt" in refusal(tilted).reason
     # Turned 6° the other way, the photo is levelled: the eye line of its ID photo tilts like
-    # the untouched photo's (within the ~3° the landmarks can tell), not 6° more.
+    # the untouched photo's (within the ~3.5° the landmarks can tell), not 6° more.
     turn = cv2.getRotationMatrix2D((768, 500), -6, 1.0)
     slight = Image.fromarray(cv2.warpAffine(big_astronaut(), turn, (1536, 1536), borderMode=cv2.BORDER_REPLICATE))
 
